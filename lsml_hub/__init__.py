@@ -1,0 +1,48 @@
+"""lsml-hub: meta-learned initializations for timm backbones.
+
+Loading an init needs only torch, timm, safetensors and huggingface_hub; data, training and
+fine-tuning code is imported on first use.
+
+Example:
+    >>> import lsml_hub
+    >>> model = lsml_hub.create_model("local-dir:runs/demo/init", num_classes=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from lsml_hub import models as _models  # noqa: F401  (registers the CIFAR ResNets with timm)
+from lsml_hub.version import __version__
+
+# public name -> module that defines it; resolved lazily by __getattr__.
+_LAZY = {
+    "TaskSpec": "lsml_hub.data",
+    "Task": "lsml_hub.data",
+    "load_task": "lsml_hub.data",
+    "create_model": "lsml_hub.hub",
+    "save_init": "lsml_hub.hub",
+    "load_init_config": "lsml_hub.hub",
+    "list_inits": "lsml_hub.hub",
+    "get_init": "lsml_hub.hub",
+    "push_to_hub": "lsml_hub.hub",
+    "meta_train": "lsml_hub.training",
+    "finetune": "lsml_hub.finetune",
+    "compare": "lsml_hub.finetune",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lsml_hub' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

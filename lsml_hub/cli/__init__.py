@@ -1,0 +1,60 @@
+"""The ``lsml-hub`` command line.
+
+Each sub-command lives in its own module of this package and exposes ``register(subparsers)``,
+which adds its parser and sets ``func(args) -> int | None`` as the parser default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from lsml_hub.errors import LsmlHubError
+
+# Modules are imported by name so that `lsml-hub --help` does not pull in training code.
+COMMAND_MODULES = (
+    "lsml_hub.cli.data_command",
+)
+
+logger = logging.getLogger("lsml_hub")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lsml_hub import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lsml-hub",
+        description="Meta-learned initializations for timm backbones: train, share, fine-tune.",
+    )
+    parser.add_argument("--version", action="version", version=f"lsml-hub {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line to stderr and return 2 (no traceback)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except LsmlHubError as err:
+        print(f"lsml-hub {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
