@@ -1,0 +1,45 @@
+"""Where builtin sources are materialized, and how a folder is written there exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from lsml_hub._io import atomic_dir
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "LSML_HUB_CACHE"
+
+
+def cache_root() -> Path:
+    """``$LSML_HUB_CACHE``, else ``$XDG_CACHE_HOME/lsml_hub``, else ``~/.cache/lsml_hub``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "lsml_hub"
+
+
+def cached_dataset(
+    name: str, params: dict[str, Any], build: Callable[[], datasets.DatasetDict]
+) -> datasets.DatasetDict:
+    """Load ``name`` materialized with ``params`` from the cache, building it once if missing.
+
+    The folder name holds a hash of the parameters, so a change of sample count or seed gets its
+    own copy. The folder appears whole or not at all (``atomic_dir``).
+    """
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_root() / "builtin" / f"{name}-{key}"
+    if not (path / "dataset_dict.json").exists():
+        logger.info("materializing builtin:%s into %s", name, path)
+        dataset = build()
+        with atomic_dir(path) as tmp:
+            dataset.save_to_disk(str(tmp))
+    return datasets.load_from_disk(str(path))

@@ -1,0 +1,79 @@
+"""Find a dataset's image and label columns and bring them to the canonical ``image``/``label``."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+
+from lsml_hub.errors import DataError
+
+IMAGE, LABEL = "image", "label"
+
+
+def detect_column(features: datasets.Features, kind: str, requested: str | None, source: str) -> str:
+    """The column holding ``kind`` ("image" or "label"): ``requested`` if given, else the only candidate.
+
+    Images are ``datasets.Image`` features; labels are ``ClassLabel`` features, or an integer column
+    named ``label``/``labels`` when no ClassLabel exists (parquet written by other tools).
+    """
+    if requested is not None:
+        if requested not in features:
+            raise DataError(f"{source}: no column {requested!r}; columns are {list(features)}")
+        return requested
+    if kind == IMAGE:
+        candidates = [n for n, f in features.items() if isinstance(f, datasets.Image)]
+    else:
+        candidates = [n for n, f in features.items() if isinstance(f, datasets.ClassLabel)]
+        if not candidates:
+            candidates = [n for n in ("label", "labels") if n in features and _is_int(features[n])]
+    if len(candidates) == 1:
+        return candidates[0]
+    option = f"{kind}_column"
+    if not candidates:
+        raise DataError(f"{source}: found no {kind} column among {dict(features)}; name it with {option}=")
+    raise DataError(f"{source}: several {kind} columns {candidates}; choose one with {option}=")
+
+
+def _is_int(feature: object) -> bool:
+    return isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
+
+
+def canonicalize(ds: datasets.Dataset, image_col: str, label_col: str, class_names: list[str]) -> datasets.Dataset:
+    """Keep only the two columns, named ``image`` and ``label``, with ``label`` a ClassLabel."""
+    ds = ds.select_columns([image_col, label_col])
+    if image_col != IMAGE:
+        ds = ds.rename_column(image_col, IMAGE)
+    if label_col != LABEL:
+        ds = ds.rename_column(label_col, LABEL)
+    if not isinstance(ds.features[LABEL], datasets.ClassLabel):
+        ds = ds.cast_column(LABEL, datasets.ClassLabel(names=class_names))
+    return ds
+
+
+def class_names_of(ds: datasets.Dataset, label_col: str) -> list[str]:
+    """Names from the ClassLabel feature, else the ids 0..max as strings."""
+    feature = ds.features[label_col]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    labels = np.asarray(ds[label_col])
+    if labels.size and labels.min() < 0:
+        raise DataError(f"label column {label_col!r} holds negative ids; class ids must be 0..n-1")
+    return [str(i) for i in range(int(labels.max()) + 1 if labels.size else 0)]
+
+
+def select_classes(ds: datasets.Dataset, classes: tuple[int, ...], class_names: list[str]) -> datasets.Dataset:
+    """Rows of ``classes`` only, relabelled 0..n-1 in the order given."""
+    bad = [c for c in classes if c >= len(class_names)]
+    if bad:
+        raise DataError(f"class subset ids {bad} out of range: the dataset has classes 0-{len(class_names) - 1}")
+    labels = np.asarray(ds[LABEL])
+    remap = np.full(len(class_names), -1, dtype=np.int64)
+    remap[list(classes)] = np.arange(len(classes))
+    ds = ds.select(np.flatnonzero(remap[labels] >= 0))
+    new_names = [class_names[c] for c in classes]
+    features = ds.features.copy()
+    features[LABEL] = datasets.ClassLabel(names=new_names)
+    return ds.map(
+        lambda batch: {LABEL: remap[np.asarray(batch[LABEL])].tolist()},
+        batched=True, features=features, desc="relabelling class subset",
+    )

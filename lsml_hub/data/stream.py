@@ -1,0 +1,157 @@
+"""Endless, shuffled, augmented batch streams over decoded tensors; resumable by position.
+
+Everything random about sample ``i`` of epoch ``e`` (its place in the order, its crop offset, its
+flip) is drawn from a generator seeded by ``(seed, e)``, so the stream is a pure function of
+``(seed, position)``: a resumed run that restores ``position`` sees the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from lsml_hub.data.tensors import ImageTensors
+
+
+@dataclass
+class Batch:
+    """Normalized float images ``[B, 3, S, S]`` and int64 labels ``[B]`` on the stream's device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+class Normalizer:
+    """uint8 → float, then ``(x / 255 - mean) / std`` per channel, on the device (as timm's prefetcher)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"):
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = -torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) / std_t
+        self.device = torch.device(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return torch.addcmul(self.shift, images.float(), self.scale)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation: random crop after zero padding, and optional horizontal flip."""
+
+    padding: int
+    hflip: bool
+
+    @classmethod
+    def for_size(cls, image_size: int, hflip: bool) -> Augment:
+        """The CIFAR recipe scaled to the image: 4 px padding at 32 px."""
+        return cls(padding=max(1, image_size // 8), hflip=hflip)
+
+
+def _crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, padding: int) -> torch.Tensor:
+    b, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    rows = (offsets[:, 0, None] + torch.arange(h))[:, None, :, None]
+    cols = offsets[:, 1, None] + torch.arange(w)
+    cols = torch.where(flips[:, None], cols.flip(-1), cols)[:, None, None, :]
+    return padded[torch.arange(b)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None], rows, cols]
+
+
+class BatchStream:
+    """Endless batches of a split, reshuffled every epoch; batches may run across epoch ends.
+
+    Args:
+        data: Decoded split.
+        batch_size: Samples per batch.
+        seed: Seed of order and augmentation.
+        augment: Training augmentation, or None for plain shuffled batches.
+        mean, std: Normalization (the init's ``pretrained_cfg`` values).
+        device: Where batches are put.
+
+    Example:
+        >>> from lsml_hub.data import load_task
+        >>> task = load_task("builtin:digits")
+        >>> stream = BatchStream(task.tensors("train"), 32, seed=0, augment=Augment.for_size(32, False))
+        >>> next(stream).images.shape
+        torch.Size([32, 3, 32, 32])
+    """
+
+    def __init__(
+        self,
+        data: ImageTensors,
+        batch_size: int,
+        *,
+        seed: int,
+        augment: Augment | None = None,
+        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+        std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if len(data) == 0:
+            raise ValueError("cannot stream an empty split")
+        self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
+        self.normalize = Normalizer(mean, std, device)
+        self.position = 0
+        self._epoch = -1
+        self._order = self._offsets = self._flips = torch.empty(0)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def _draw_epoch(self, epoch: int) -> None:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        n = len(self.data)
+        self._order = torch.randperm(n, generator=gen)
+        if self.augment is not None:
+            self._offsets = torch.randint(0, 2 * self.augment.padding + 1, (n, 2), generator=gen)
+            self._flips = (torch.rand(n, generator=gen) < 0.5) & self.augment.hflip
+        self._epoch = epoch
+
+    def _take(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Indices, crop offsets and flips of the next batch, drawn from each sample's own epoch."""
+        parts, need, n = [], self.batch_size, len(self.data)
+        while need:
+            epoch, start = divmod(self.position, n)
+            if epoch != self._epoch:
+                self._draw_epoch(epoch)
+            idx = self._order[start:start + min(need, n - start)]
+            parts.append((idx, self._offsets[idx], self._flips[idx]) if self.augment else (idx, None, None))
+            self.position += len(idx)
+            need -= len(idx)
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(torch.cat(p) if p[0] is not None else None for p in zip(*parts))
+
+    def __next__(self) -> Batch:
+        idx, offsets, flips = self._take()
+        images = self.data.images[idx]
+        if self.augment is not None:
+            images = _crop_and_flip(images, offsets, flips, self.augment.padding)
+        labels = self.data.labels[idx].to(self.normalize.device, non_blocking=True)
+        return Batch(images=self.normalize(images), labels=labels)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position, "seed": self.seed, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.position = int(state["position"])
+
+
+def eval_batches(
+    data: ImageTensors,
+    batch_size: int,
+    *,
+    mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+    std: Sequence[float] = IMAGENET_DEFAULT_STD,
+    device: torch.device | str = "cpu",
+) -> Iterator[Batch]:
+    """One pass over ``data`` in order, without augmentation."""
+    normalize = Normalizer(mean, std, device)
+    for start in range(0, len(data), batch_size):
+        labels = data.labels[start:start + batch_size].to(normalize.device)
+        yield Batch(images=normalize(data.images[start:start + batch_size]), labels=labels)
