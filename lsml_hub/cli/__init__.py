@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,8 @@ from lsml_hub.errors import LsmlHubError
 # Modules are imported by name so that `lsml-hub --help` does not pull in training code.
 COMMAND_MODULES = (
     "lsml_hub.cli.data_command",
+    "lsml_hub.cli.train_command",
+    "lsml_hub.cli.hub_command",
 )
 
 logger = logging.getLogger("lsml_hub")
@@ -41,8 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one line to stderr and return 2 (no traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Under torchrun only rank 0 speaks; the others report warnings and errors.
+    quiet = os.environ.get("RANK", "0") != "0"
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(message)s",
         stream=sys.stderr,
     )

@@ -1,0 +1,53 @@
+"""First-order MAML, with and without the trajectory shift (the paper's "FOMAML++")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lsml_hub.algorithms.base import MetaAlgorithm
+
+
+@dataclass
+class FOMAML(MetaAlgorithm):
+    """First-order MAML: φ ← φ − β · mean_t ∇L_t(θ_t) on a held-out batch of each task.
+
+    Finn, Abbeel, Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
+    Without the shift the update belongs at the reset (P = K, the default when P is left out).
+    """
+
+    name = "fomaml"
+    reference = "Finn et al., Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks, ICML 2017"
+    uses_query_grad = True
+    aggregate_period: int = 0  # 0 means "equal to reset_period"
+
+    def __post_init__(self) -> None:
+        if self.aggregate_period == 0:
+            self.aggregate_period = self.reset_period
+        super().__post_init__()
+
+    @property
+    def shifts(self) -> bool:
+        return False
+
+    def accumulate_(self, total: torch.Tensor, theta: torch.Tensor, query_grad: torch.Tensor | None) -> None:
+        if query_grad is None:
+            raise ValueError("FOMAML needs each task's gradient on a held-out batch")
+        total.add_(query_grad)
+
+    def delta_(self, mean: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        return mean.mul_(-self.meta_lr)
+
+
+@dataclass
+class ShiftedFOMAML(FOMAML):
+    """FOMAML with continual trajectory shifting ("FOMAML++" in Shin et al., ICML 2021): P < K allowed."""
+
+    name = "fomaml_shift"
+    reference = "Shin et al., Large-Scale Meta-Learning with Continual Trajectory Shifting, ICML 2021"
+    aggregate_period: int = 1
+
+    @property
+    def shifts(self) -> bool:
+        return True

@@ -1,0 +1,67 @@
+"""Checkpoints: everything a run needs to resume exactly, in one atomically written file."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lsml_hub._io import atomic_write
+from lsml_hub.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """State of a run after ``step`` inner steps.
+
+    Attributes:
+        step: Inner steps done.
+        phi: Flat meta-parameters φ.
+        tasks: Per-task learner state, keyed by global task index.
+        identity: The config part that must match on resume (see ``config.identity``).
+        rng: Torch CPU RNG state of rank 0.
+    """
+
+    step: int
+    phi: torch.Tensor
+    tasks: dict[int, dict[str, Any]]
+    identity: dict[str, Any]
+    rng: torch.Tensor
+
+    def save(self, path: Path) -> None:
+        payload = {"format": FORMAT_VERSION, "step": self.step, "phi": self.phi.detach().cpu(),
+                   "tasks": self.tasks, "identity": self.identity, "rng": self.rng}
+        with atomic_write(path, "wb") as f:
+            torch.save(payload, f)
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != FORMAT_VERSION:
+            raise ConfigError(f"{path}: checkpoint format {payload.get('format')!r}, expected {FORMAT_VERSION}")
+        return cls(step=payload["step"], phi=payload["phi"], tasks=payload["tasks"],
+                   identity=payload["identity"], rng=payload["rng"])
+
+
+def checkpoint_path(output_dir: Path) -> Path:
+    return output_dir / "checkpoints" / CHECKPOINT_NAME
+
+
+def check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a checkpoint made with a different config, naming what differs."""
+    keys = sorted(set(saved) | set(current))
+    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in keys
+             if saved.get(k) != current.get(k)]
+    if diffs:
+        raise ConfigError(
+            f"{path} was made with a different config ({'; '.join(diffs)}); use another output_dir "
+            "or restore the original config"
+        )

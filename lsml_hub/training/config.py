@@ -1,0 +1,150 @@
+"""Meta-training configuration: YAML files, ``key=value`` overrides, strict validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsml_hub.algorithms import build_algorithm
+from lsml_hub.data import TaskSpec
+from lsml_hub.errors import ConfigError
+
+INNER_OPTIMIZERS = ("sgd", "adam", "rmsprop")
+
+
+@dataclass
+class InnerConfig:
+    """Each task's own optimizer (the seed's defaults: SGD, lr 0.01, momentum 0.9, wd 5e-4, batch 128)."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in INNER_OPTIMIZERS:
+            raise ConfigError(f"unknown inner.optimizer {self.optimizer!r}; valid: {', '.join(INNER_OPTIMIZERS)}")
+        if self.batch_size <= 0 or self.lr <= 0:
+            raise ConfigError(f"inner.batch_size and inner.lr must be positive, got {self.batch_size}, {self.lr}")
+
+
+@dataclass
+class MetaTrainConfig:
+    """Everything a meta-training run depends on.
+
+    Example:
+        >>> cfg = MetaTrainConfig.from_dict({"tasks": ["builtin:digits"], "steps": 10})
+        >>> cfg.algorithm["name"], cfg.inner.optimizer
+        ('cts', 'sgd')
+    """
+
+    tasks: list[TaskSpec]
+    model: str = "resnet20_cifar"
+    algorithm: dict[str, Any] = field(default_factory=lambda: {"name": "cts"})
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    steps: int = 200_000
+    seed: int = 0
+    output_dir: str = "runs/meta_train"
+    input_size: int | None = None
+    eval_every: int = 5000
+    eval_batches: int | None = None
+    checkpoint_every: int = 5000
+    log_every: int = 500
+    device: str = "auto"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("a meta-training config needs at least one task under 'tasks'")
+        for key in ("steps", "eval_every", "checkpoint_every", "log_every"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        build_algorithm(self.algorithm)  # validates name and keys now, not at step 1
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> MetaTrainConfig:
+        values = dict(values)
+        _check_keys(values, cls, "")
+        if "inner" in values:
+            inner = values["inner"] or {}
+            if not isinstance(inner, Mapping):
+                raise ConfigError(f"'inner' must be a mapping, got {inner!r}")
+            _check_keys(inner, InnerConfig, "inner.")
+            values["inner"] = InnerConfig(**inner)
+        if "algorithm" in values and isinstance(values["algorithm"], str):
+            values["algorithm"] = {"name": values["algorithm"]}
+        values["tasks"] = [TaskSpec.parse(t) for t in values.get("tasks") or []]
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["tasks"] = [t.to_dict() for t in self.tasks]
+        return out
+
+
+# Keys that may change between a checkpoint and its resumption without changing the result.
+RESUMABLE_KEYS = ("steps", "output_dir", "eval_every", "eval_batches", "checkpoint_every", "log_every",
+                  "device", "tensorboard")
+
+
+def identity(config: MetaTrainConfig) -> dict[str, Any]:
+    """The part of the config a checkpoint must agree with to be resumed."""
+    return {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
+
+
+def _check_keys(values: Mapping[str, Any], cls: type, prefix: str) -> None:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + k for k in unknown]}; valid: {[prefix + k for k in valid]}"
+        )
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key=value`` strings; dotted keys reach nested mappings, values parse as YAML.
+
+    Example:
+        >>> apply_overrides({"algorithm": {"name": "cts"}}, ["algorithm.meta_lr=0.1", "steps=5"])
+        {'algorithm': {'name': 'cts', 'meta_lr': 0.1}, 'steps': 5}
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad override {item!r}: write key=value, e.g. steps=100 or algorithm.meta_lr=0.1")
+        *parents, leaf = key.split(".")
+        node = values
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"bad override {item!r}: {'.'.join(parents[: i + 1])} is not a mapping")
+            node = child
+        node[leaf] = yaml.safe_load(raw) if raw else None
+    return values
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> MetaTrainConfig:
+    """Read a YAML config (or start empty when ``path`` is None) and apply overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of config keys")
+    try:
+        return MetaTrainConfig.from_dict(apply_overrides(values, overrides))
+    except TypeError as err:
+        raise ConfigError(f"bad config value: {err}") from err

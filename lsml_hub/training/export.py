@@ -1,0 +1,55 @@
+"""Turn φ and the tasks' BatchNorm statistics into an init folder (timm Hub layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lsml_hub import distributed
+from lsml_hub.distributed import DistContext
+from lsml_hub.models import create_backbone, split_backbone_head
+from lsml_hub.training.learner import TaskLearner
+
+
+def averaged_buffers(ctx: DistContext, learners: Sequence[TaskLearner], num_tasks: int) -> dict[str, torch.Tensor]:
+    """BatchNorm running statistics averaged over all tasks (all ranks), so timm loads the init strictly."""
+    per_learner = [learner.body_buffers() for learner in learners]
+    names = list(per_learner[0])
+    # float64, as for φ, so the mean does not depend on how tasks are spread over ranks.
+    total = sum(torch.cat([b[n].reshape(-1) for n in names]).double() for b in per_learner)
+    distributed.all_reduce_sum_(ctx, total).div_(num_tasks)
+    out, offset = {}, 0
+    for name in names:
+        ref = per_learner[0][name]
+        out[name] = total[offset:offset + ref.numel()].view_as(ref).to(ref.dtype).cpu()
+        offset += ref.numel()
+    return out
+
+
+def build_init_model(arch: str, phi: torch.Tensor, buffers: dict[str, torch.Tensor]) -> nn.Module:
+    """A headless ``arch`` whose backbone parameters are φ and whose BN statistics are ``buffers``."""
+    model = create_backbone(arch, num_classes=0)
+    params = list(split_backbone_head(model).body.values())
+    sizes = [p.numel() for p in params]
+    if sum(sizes) != phi.numel():
+        raise RuntimeError(f"φ has {phi.numel()} values but {arch}'s backbone has {sum(sizes)}")
+    with torch.no_grad():
+        for p, chunk in zip(params, torch.split(phi.detach().cpu(), sizes)):
+            p.copy_(chunk.view_as(p))
+        named = dict(model.named_buffers())
+        for name, value in buffers.items():
+            named[name].copy_(value)
+    return model
+
+
+def write_init(out_dir: Path, model: nn.Module, metadata: dict[str, Any], input_size: int,
+               mean: Sequence[float], std: Sequence[float]) -> Path:
+    """Save through the hub's ``save_init`` with the image size and normalization the init was trained with."""
+    from lsml_hub.hub import save_init
+
+    return save_init(out_dir, model, lsml=metadata,
+                     pretrained_cfg={"input_size": (3, input_size, input_size), "mean": tuple(mean), "std": tuple(std)})

@@ -1,0 +1,243 @@
+"""The meta-training loop (DESIGN.md §3) on one process or many (torchrun)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from timm.data import resolve_data_config
+from tqdm.auto import tqdm
+
+from lsml_hub import distributed
+from lsml_hub.algorithms import MetaAlgorithm, build_algorithm
+from lsml_hub.data import load_task
+from lsml_hub.distributed import DistContext
+from lsml_hub.errors import TrainingError
+from lsml_hub.models import create_backbone, split_backbone_head
+from lsml_hub.training.checkpoint import Checkpoint, check_identity, checkpoint_path
+from lsml_hub.training.config import MetaTrainConfig, identity
+from lsml_hub.training.export import averaged_buffers, build_init_model, write_init
+from lsml_hub.training.flat import flatten_params_
+from lsml_hub.training.learner import EvalResult, TaskLearner
+from lsml_hub.training.metrics import MetricsWriter
+from lsml_hub.version import __version__
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MetaTrainResult:
+    """What a finished run produced.
+
+    Attributes:
+        output_dir: The run folder (config, metrics, checkpoints, init).
+        init_dir: The exported init, loadable with ``lsml_hub.create_model(f"local-dir:{init_dir}")``.
+        steps: Inner steps done.
+        final_eval: Per task name, its last evaluation.
+    """
+
+    output_dir: Path
+    init_dir: Path
+    steps: int
+    final_eval: dict[str, EvalResult] = field(default_factory=dict)
+
+
+class MetaTrainer:
+    """Runs one meta-training job; build it with a config and a distributed context, then ``run()``."""
+
+    def __init__(self, config: MetaTrainConfig, ctx: DistContext) -> None:
+        self.cfg, self.ctx = config, ctx
+        self.out = Path(config.output_dir)
+        self.algo: MetaAlgorithm = build_algorithm(config.algorithm)
+        self.num_tasks = len(config.tasks)
+        self.local = ctx.my_tasks(self.num_tasks)
+        torch.manual_seed(config.seed)
+        self.phi, self.mean_std = self._init_phi()
+        self.learners = [self._make_learner(i) for i in self.local]
+        self.step = 0
+        # float64 sums are exact for a handful of float32 terms, so the result does not depend on how
+        # tasks are spread over ranks (the order of the all-reduce).
+        self._sum = torch.empty_like(self.phi, dtype=torch.float64)
+        self._losses: dict[int, list[float]] = collections.defaultdict(list)
+        self._delta_norm = 0.0
+
+    def _init_phi(self) -> tuple[torch.Tensor, tuple]:
+        model = create_backbone(self.cfg.model, num_classes=1).to(self.ctx.device)
+        phi = flatten_params_(list(split_backbone_head(model).body.values())).detach().clone()
+        data_cfg = resolve_data_config({}, model=model)
+        return distributed.broadcast_(self.ctx, phi), (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
+
+    def _make_learner(self, index: int) -> TaskLearner:
+        task = load_task(self.cfg.tasks[index])
+        return TaskLearner.create(index, task, self.cfg.model, self.phi, self.cfg.inner, seed=self.cfg.seed,
+                                  device=self.ctx.device, mean_std=self.mean_std,
+                                  with_query=self.algo.uses_query_grad)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> MetaTrainResult:
+        self._prepare_output()
+        metrics = MetricsWriter(self.out, resume_step=self.step, tensorboard=self.cfg.tensorboard) \
+            if self.ctx.is_main else None
+        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"meta-train {self.algo.name}",
+                   disable=not self.ctx.is_main, dynamic_ncols=True)
+        tick, tick_step = time.perf_counter(), self.step
+        try:
+            final_eval: dict[str, EvalResult] = {}
+            while self.step < self.cfg.steps:
+                self.step += 1
+                self._train_step()
+                if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                    rate = (self.step - tick_step) / (time.perf_counter() - tick)
+                    self._log_train(metrics, bar, rate)
+                    tick, tick_step = time.perf_counter(), self.step
+                if self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps:
+                    final_eval = self._evaluate(metrics)
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                    self._save_checkpoint()
+                bar.update(1)
+            if not final_eval:  # resumed at the very end: nothing left to train
+                final_eval = self._evaluate(None)
+            init_dir = self._export(final_eval)
+        finally:
+            bar.close()
+            if metrics is not None:
+                metrics.close()
+        return MetaTrainResult(self.out, init_dir, self.step, final_eval)
+
+    def _train_step(self) -> None:
+        bad = None
+        for learner in self.learners:
+            loss = learner.inner_step().item()
+            self._losses[learner.index].append(loss)
+            if not math.isfinite(loss) and bad is None:
+                bad = f"task {learner.task.name!r} (index {learner.index}) has loss {loss} at step {self.step}"
+        if distributed.any_true(self.ctx, bad is not None):
+            reasons = [r for r in distributed.gather_objects(self.ctx, bad) if r]
+            raise TrainingError(f"non-finite loss: {'; '.join(reasons)}; the last good checkpoint is kept "
+                                f"in {checkpoint_path(self.out)} (try a lower inner.lr)")
+        if self.algo.is_meta_step(self.step):
+            self._meta_update()
+        if self.algo.is_reset_step(self.step):
+            for learner in self.learners:
+                learner.reset_(self.phi, self.algo.hard_reset)
+
+    def _meta_update(self) -> None:
+        total = self._sum.zero_()
+        for learner in self.learners:
+            grad = learner.query_grad() if self.algo.uses_query_grad else None
+            self.algo.accumulate_(total, learner.body, grad)
+        distributed.all_reduce_sum_(self.ctx, total).div_(self.num_tasks)
+        delta = self.algo.delta_(total, self.phi)
+        self.algo.apply_(self.phi, [learner.body for learner in self.learners], delta)
+        self._delta_norm = delta  # a tensor; turned into a number only when logged
+
+    # -- logging, evaluation, checkpoints --------------------------------------------------------
+    def _log_train(self, metrics: MetricsWriter | None, bar: tqdm, rate: float) -> None:
+        local = {self.cfg.tasks[i].display_name: sum(v) / len(v) for i, v in self._losses.items() if v}
+        self._losses.clear()
+        losses = distributed.gather_dict(self.ctx, local)
+        norm = float(self._delta_norm.norm()) if isinstance(self._delta_norm, torch.Tensor) else 0.0
+        mean_loss = sum(losses.values()) / len(losses)
+        if metrics is not None:
+            metrics.write({"step": self.step, "kind": "train", "loss": mean_loss, "task_loss": losses,
+                           "meta_update_norm": norm, "steps_per_sec": rate})
+        bar.set_postfix(loss=f"{mean_loss:.3f}", steps_s=f"{rate:.1f}")
+
+    def _evaluate(self, metrics: MetricsWriter | None) -> dict[str, EvalResult]:
+        local = {learner.task.name: vars(learner.evaluate(self.cfg.eval_batches)) for learner in self.learners}
+        results = {k: EvalResult(**v) for k, v in distributed.gather_dict(self.ctx, local).items()}
+        if metrics is not None:
+            for name, r in results.items():
+                metrics.write({"step": self.step, "kind": "eval", "task": name, "loss": r.loss,
+                               "accuracy": r.accuracy})
+            mean_acc = sum(r.accuracy for r in results.values()) / len(results)
+            logger.info("step %d: mean eval accuracy %.4f over %d tasks", self.step, mean_acc, len(results))
+        return results
+
+    def _save_checkpoint(self) -> None:
+        states = distributed.gather_dict(self.ctx, {learner.index: learner.state_dict() for learner in self.learners})
+        if self.ctx.is_main:
+            Checkpoint(self.step, self.phi.detach().cpu().clone(), states, identity(self.cfg),
+                       torch.get_rng_state()).save(checkpoint_path(self.out))
+        distributed.barrier(self.ctx)
+
+    def _prepare_output(self) -> None:
+        path = checkpoint_path(self.out)
+        if path.exists():
+            self._resume(path)
+        elif self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        distributed.barrier(self.ctx)
+
+    def _resume(self, path: Path) -> None:
+        ckpt = Checkpoint.load(path)
+        check_identity(ckpt.identity, identity(self.cfg), path)
+        if ckpt.step > self.cfg.steps:
+            raise TrainingError(f"{path} is at step {ckpt.step}, beyond steps={self.cfg.steps}; raise steps")
+        self.phi.copy_(ckpt.phi)
+        for learner in self.learners:
+            learner.load_state_dict(ckpt.tasks[learner.index])
+        torch.set_rng_state(ckpt.rng)
+        self.step = ckpt.step
+        if self.ctx.is_main:
+            logger.info("resuming %s from step %d", self.out, self.step)
+
+    def _export(self, final_eval: dict[str, EvalResult]) -> Path:
+        buffers = averaged_buffers(self.ctx, self.learners, self.num_tasks)
+        summaries = distributed.gather_dict(self.ctx, {lrn.index: lrn.task.summary() for lrn in self.learners})
+        init_dir = self.out / "init"
+        if self.ctx.is_main:
+            metadata = {
+                "algorithm": self.algo.hyperparameters(),
+                "inner_optimizer": vars(self.cfg.inner).copy(),
+                "source_tasks": [summaries[i] for i in sorted(summaries)],
+                "steps": self.step,
+                "seed": self.cfg.seed,
+                "world_size": self.ctx.world_size,
+                "final_metrics": {k: {"loss": v.loss, "accuracy": v.accuracy} for k, v in final_eval.items()},
+                "package_version": __version__,
+            }
+            model = build_init_model(self.cfg.model, self.phi, buffers)
+            write_init(init_dir, model, metadata, self._input_size(summaries), *self.mean_std)
+        distributed.barrier(self.ctx)
+        return init_dir
+
+    def _input_size(self, summaries: dict[int, dict]) -> int:
+        if self.cfg.input_size:
+            return self.cfg.input_size
+        sizes = collections.Counter(s["image_size"] for s in summaries.values())
+        return sizes.most_common(1)[0][0]
+
+
+def meta_train(config: MetaTrainConfig | dict | str | Path, overrides: tuple[str, ...] = ()) -> MetaTrainResult:
+    """Meta-train an init; works alone or under torchrun (every rank calls it).
+
+    Args:
+        config: A config object, a mapping, or a YAML path.
+        overrides: ``key=value`` strings applied on top (``"algorithm.meta_lr=0.1"``).
+
+    Example:
+        >>> result = meta_train("recipes/configs/tiny.yaml", ["output_dir=/tmp/tiny"])  # doctest: +SKIP
+        >>> result.init_dir
+        PosixPath('/tmp/tiny/init')
+    """
+    from lsml_hub.training.config import apply_overrides, load_config
+
+    if isinstance(config, (str, Path)):
+        config = load_config(config, overrides)
+    elif isinstance(config, dict):
+        config = MetaTrainConfig.from_dict(apply_overrides(dict(config), overrides))
+    elif overrides:
+        config = MetaTrainConfig.from_dict(apply_overrides(config.to_dict(), overrides))
+    ctx = distributed.setup(config.device)
+    try:
+        return MetaTrainer(config, ctx).run()
+    finally:
+        distributed.teardown(ctx)
