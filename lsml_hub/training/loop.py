@@ -143,6 +143,7 @@ class MetaTrainer:
         self._losses.clear()
         losses = distributed.gather_dict(self.ctx, local)
         norm = float(self._delta_norm.norm()) if isinstance(self._delta_norm, torch.Tensor) else 0.0
+        self._delta_norm = 0.0  # the norm of the last meta-update since the previous log line, 0 if none
         mean_loss = sum(losses.values()) / len(losses)
         if metrics is not None:
             metrics.write({"step": self.step, "kind": "train", "loss": mean_loss, "task_loss": losses,
