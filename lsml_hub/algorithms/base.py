@@ -42,10 +42,12 @@ class MetaAlgorithm(ABC):
     def __post_init__(self) -> None:
         for key in ("aggregate_period", "reset_period"):
             value = getattr(self, key)
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"algorithm.{key} must be a positive integer, got {value!r}")
-        if not self.meta_lr > 0:
-            raise ConfigError(f"algorithm.meta_lr must be positive, got {self.meta_lr!r}")
+        if not isinstance(self.meta_lr, (int, float)) or isinstance(self.meta_lr, bool) or not self.meta_lr > 0:
+            raise ConfigError(f"algorithm.meta_lr must be a positive number, got {self.meta_lr!r}")
+        if not isinstance(self.hard_reset, bool):
+            raise ConfigError(f"algorithm.hard_reset must be true or false, got {self.hard_reset!r}")
 
     @property
     def shifts(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,13 @@ class InnerConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in INNER_OPTIMIZERS:
             raise ConfigError(f"unknown inner.optimizer {self.optimizer!r}; valid: {', '.join(INNER_OPTIMIZERS)}")
-        if self.batch_size <= 0 or self.lr <= 0:
-            raise ConfigError(f"inner.batch_size and inner.lr must be positive, got {self.batch_size}, {self.lr}")
+        _require("inner.batch_size", self.batch_size, _is_int(self.batch_size) and self.batch_size > 0,
+                 "a positive integer")
+        _require("inner.lr", self.lr, _is_number(self.lr) and self.lr > 0, "a positive number")
+        for key in ("momentum", "weight_decay"):
+            value = getattr(self, key)
+            _require(f"inner.{key}", value, _is_number(value) and value >= 0, "a number >= 0")
+        _require("inner.nesterov", self.nesterov, isinstance(self.nesterov, bool), "true or false")
 
 
 @dataclass
@@ -65,8 +71,15 @@ class MetaTrainConfig:
             raise ConfigError("a meta-training config needs at least one task under 'tasks'")
         for key in ("steps", "eval_every", "checkpoint_every", "log_every"):
             value = getattr(self, key)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+            _require(key, value, _is_int(value) and value > 0, "a positive integer")
+        for key in ("eval_batches", "input_size"):
+            value = getattr(self, key)
+            _require(key, value, value is None or (_is_int(value) and value > 0), "a positive integer or null")
+        _require("seed", self.seed, _is_int(self.seed), "an integer")
+        for key in ("model", "output_dir", "device"):
+            _require(key, getattr(self, key), isinstance(getattr(self, key), str), "a string")
+        _require("tensorboard", self.tensorboard, isinstance(self.tensorboard, bool), "true or false")
+        _require("algorithm", self.algorithm, isinstance(self.algorithm, Mapping), "a name or a mapping")
         build_algorithm(self.algorithm)  # validates name and keys now, not at step 1
 
     @classmethod
@@ -100,6 +113,34 @@ def identity(config: MetaTrainConfig) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(key: str, value: Any, ok: bool, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {what}, got {value!r}")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML with 1.2 floats: ``1e-3`` is a number (PyYAML's YAML 1.1 reads it as a string)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def _check_keys(values: Mapping[str, Any], cls: type, prefix: str) -> None:
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in values if k not in valid]
@@ -127,7 +168,7 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             if not isinstance(child, dict):
                 raise ConfigError(f"bad override {item!r}: {'.'.join(parents[: i + 1])} is not a mapping")
             node = child
-        node[leaf] = yaml.safe_load(raw) if raw else None
+        node[leaf] = _load_yaml(raw) if raw else None
     return values
 
 
@@ -139,7 +180,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> MetaT
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = _load_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
         if not isinstance(values, dict):
