@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
@@ -150,13 +151,14 @@ def _check_keys(values: Mapping[str, Any], cls: type, prefix: str) -> None:
         )
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key=value`` strings; dotted keys reach nested mappings, values parse as YAML.
+def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``values`` with ``key=value`` strings applied; dotted keys reach nested mappings, values parse as YAML.
 
     Example:
         >>> apply_overrides({"algorithm": {"name": "cts"}}, ["algorithm.meta_lr=0.1", "steps=5"])
         {'algorithm': {'name': 'cts', 'meta_lr': 0.1}, 'steps': 5}
     """
+    values = copy.deepcopy(dict(values))  # the caller's mapping (and the mappings inside it) stay as they were
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
