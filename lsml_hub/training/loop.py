@@ -139,9 +139,10 @@ class MetaTrainer:
 
     # -- logging, evaluation, checkpoints --------------------------------------------------------
     def _log_train(self, metrics: MetricsWriter | None, bar: tqdm, rate: float) -> None:
-        local = {self.cfg.tasks[i].display_name: sum(v) / len(v) for i, v in self._losses.items() if v}
+        local = {i: (self.cfg.tasks[i].display_name, sum(v) / len(v)) for i, v in self._losses.items() if v}
         self._losses.clear()
-        losses = distributed.gather_dict(self.ctx, local)
+        # In task order, whatever the world size (gathering gives rank order).
+        losses = {name: loss for _, (name, loss) in sorted(distributed.gather_dict(self.ctx, local).items())}
         norm = float(self._delta_norm.norm()) if isinstance(self._delta_norm, torch.Tensor) else 0.0
         self._delta_norm = 0.0  # the norm of the last meta-update since the previous log line, 0 if none
         mean_loss = sum(losses.values()) / len(losses)
@@ -151,8 +152,8 @@ class MetaTrainer:
         bar.set_postfix(loss=f"{mean_loss:.3f}", steps_s=f"{rate:.1f}")
 
     def _evaluate(self, metrics: MetricsWriter | None) -> dict[str, EvalResult]:
-        local = {learner.task.name: vars(learner.evaluate(self.cfg.eval_batches)) for learner in self.learners}
-        results = {k: EvalResult(**v) for k, v in distributed.gather_dict(self.ctx, local).items()}
+        local = {lrn.index: (lrn.task.name, vars(lrn.evaluate(self.cfg.eval_batches))) for lrn in self.learners}
+        results = {name: EvalResult(**v) for _, (name, v) in sorted(distributed.gather_dict(self.ctx, local).items())}
         if metrics is not None:
             for name, r in results.items():
                 metrics.write({"step": self.step, "kind": "eval", "task": name, "loss": r.loss,
