@@ -20,10 +20,10 @@ class FOMAML(MetaAlgorithm):
     name = "fomaml"
     reference = "Finn et al., Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks, ICML 2017"
     uses_query_grad = True
-    aggregate_period: int = 0  # 0 means "equal to reset_period"
+    aggregate_period: int | None = None  # None: equal to reset_period
 
     def __post_init__(self) -> None:
-        if self.aggregate_period == 0:
+        if self.aggregate_period is None:
             self.aggregate_period = self.reset_period
         super().__post_init__()
 

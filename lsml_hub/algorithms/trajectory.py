@@ -53,10 +53,10 @@ class Reptile(ContinualTrajectoryShifting):
 
     name = "reptile"
     reference = "Nichol et al., On First-Order Meta-Learning Algorithms, arXiv:1803.02999"
-    aggregate_period: int = 0  # 0 means "equal to reset_period"
+    aggregate_period: int | None = None  # None: equal to reset_period
 
     def __post_init__(self) -> None:
-        if self.aggregate_period in (0, self.reset_period):
+        if self.aggregate_period in (None, self.reset_period):
             self.aggregate_period = self.reset_period
         else:
             raise ConfigError(

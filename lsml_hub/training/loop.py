@@ -90,8 +90,7 @@ class MetaTrainer:
         try:
             final_eval: dict[str, EvalResult] = {}
             while self.step < self.cfg.steps:
-                self.step += 1
-                self._train_step()
+                self.train_step()
                 if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
                     rate = (self.step - tick_step) / (time.perf_counter() - tick)
                     self._log_train(metrics, bar, rate)
@@ -110,7 +109,9 @@ class MetaTrainer:
                 metrics.close()
         return MetaTrainResult(self.out, init_dir, self.step, final_eval)
 
-    def _train_step(self) -> None:
+    def train_step(self) -> None:
+        """Advance by one inner step: every local task steps, then the meta-update and reset when due."""
+        self.step += 1
         bad = None
         for learner in self.learners:
             loss = learner.inner_step().item()
