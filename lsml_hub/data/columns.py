@@ -45,17 +45,31 @@ def canonicalize(ds: datasets.Dataset, image_col: str, label_col: str, class_nam
         ds = ds.rename_column(image_col, IMAGE)
     if label_col != LABEL:
         ds = ds.rename_column(label_col, LABEL)
-    if not isinstance(ds.features[LABEL], datasets.ClassLabel):
+    feature = ds.features[LABEL]
+    if not isinstance(feature, datasets.ClassLabel):
         ds = ds.cast_column(LABEL, datasets.ClassLabel(names=class_names))
+    elif list(feature.names) != list(class_names):
+        # Only the eval split can differ (train's names are read from train); its ids would mean other classes.
+        raise DataError(
+            f"label column {label_col!r} names its classes differently in the eval split than in the train split "
+            f"({_first_difference(list(feature.names), list(class_names))}); make both splits share one ClassLabel"
+        )
     return ds
 
 
-def class_names_of(ds: datasets.Dataset, label_col: str) -> list[str]:
-    """Names from the ClassLabel feature, else the ids 0..max as strings."""
+def _first_difference(names: list[str], expected: list[str]) -> str:
+    for i, (a, b) in enumerate(zip(names, expected)):
+        if a != b:
+            return f"id {i} is {a!r} in eval, {b!r} in train"
+    return f"{len(names)} classes in eval, {len(expected)} in train"
+
+
+def class_names_of(ds: datasets.Dataset, label_col: str, *others: datasets.Dataset | None) -> list[str]:
+    """Names from ``ds``'s ClassLabel feature, else the ids 0..max (over ``ds`` and ``others``) as strings."""
     feature = ds.features[label_col]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
-    labels = np.asarray(ds[label_col])
+    labels = np.concatenate([np.asarray(d[label_col], dtype=np.int64) for d in (ds, *others) if d is not None])
     if labels.size and labels.min() < 0:
         raise DataError(f"label column {label_col!r} holds negative ids; class ids must be 0..n-1")
     return [str(i) for i in range(int(labels.max()) + 1 if labels.size else 0)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -164,7 +165,13 @@ def _parse_string(text: str) -> dict[str, Any]:
     if "?" in text and not values:
         raise ConfigError(f"bad task spec {text!r}: after '?' write key=value pairs joined by '&'")
     # "owner/name@rev" pins a Hub revision; local paths and builtins have no revision.
-    if "@" in source and not source.startswith(BUILTIN_PREFIX):
+    if "@" in source and not source.startswith(BUILTIN_PREFIX) and not _is_local_path(source):
         source, _, values["revision"] = source.partition("@")
     values["source"] = source
     return values
+
+
+def _is_local_path(source: str) -> bool:
+    # A Hub id has at most one "/" before its "@revision"; a path may hold "@" anywhere.
+    head = source.partition("@")[0]
+    return source.startswith((".", "/", "~")) or head.count("/") > 1 or Path(source).expanduser().exists()

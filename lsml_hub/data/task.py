@@ -86,7 +86,7 @@ def load_task(spec: TaskSpec | str | Mapping[str, Any]) -> Task:
     train, eval_ = _pick_splits(raw, spec)
     image_col = detect_column(train.features, IMAGE, spec.image_column, spec.source)
     label_col = detect_column(train.features, LABEL, spec.label_column, spec.source)
-    names = class_names_of(train, label_col)
+    names = class_names_of(train, label_col, eval_)  # int labels: ids seen in either split
     train = canonicalize(train, image_col, label_col, names)
     if eval_ is None:
         train, eval_ = _hold_out(train, spec)

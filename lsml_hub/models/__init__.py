@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import timm
@@ -22,7 +23,7 @@ def create_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
         10
     """
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
+        close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=8, cutoff=0.6)
         hint = f"; close names: {', '.join(close)}" if close else ""
         raise ConfigError(f"unknown model {name!r}: not a timm architecture{hint}")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
