@@ -1,0 +1,63 @@
+"""torch.hub entry points: meta-learned initializations for timm backbones.
+
+Importing this file does no I/O; weights are fetched (through the Hugging Face cache) and their
+sha256 checked when an entry point is called.
+
+Example:
+    >>> import torch
+    >>> model = torch.hub.load("path/to/lsml-hub", "meta_init", init="local-dir:runs/demo/init",
+    ...                        num_classes=10, source="local")  # doctest: +SKIP
+"""
+
+from lsml_hub.hub.load import create_model as _create_model
+from lsml_hub.hub.load import create_model_as as _create_model_as
+
+dependencies = ["torch", "timm", "safetensors", "huggingface_hub"]
+
+
+def meta_init(init, *, num_classes=0, pretrained=True, **kwargs):
+    """Any init: a timm model with the init's backbone and a fresh head of ``num_classes`` (0: headless).
+
+    Args:
+        init: ``hf-hub:owner/name[@revision]``, ``local-dir:PATH``, a folder path or a registry name.
+        num_classes: Classes of the new head.
+        pretrained: False gives the init's architecture with random weights.
+        **kwargs: Passed to ``timm.create_model``.
+
+    Example:
+        >>> model = torch.hub.load("path/to/lsml-hub", "meta_init", init="hf-hub:owner/name",
+        ...                        num_classes=10, source="local")  # doctest: +SKIP
+    """
+    return _create_model(init, num_classes=num_classes, pretrained=pretrained, **kwargs)
+
+
+def resnet20_cifar(*, init="resnet20_cifar.cts_paper8", num_classes=0, pretrained=True, **kwargs):
+    """CIFAR-style ResNet-20 (the paper's backbone) with a meta-learned init.
+
+    Args:
+        init: Any ``resnet20_cifar`` init; the default registry entry is not on the Hub yet.
+        num_classes: Classes of the new head (0: headless).
+        pretrained: False gives random weights without fetching anything.
+        **kwargs: Passed to ``timm.create_model``.
+
+    Example:
+        >>> model = torch.hub.load("path/to/lsml-hub", "resnet20_cifar", init="local-dir:runs/demo/init",
+        ...                        num_classes=10, source="local")  # doctest: +SKIP
+    """
+    return _create_model_as("resnet20_cifar", init, num_classes=num_classes, pretrained=pretrained, **kwargs)
+
+
+def test_resnet(*, init="test_resnet.cts_glyphs4", num_classes=0, pretrained=True, **kwargs):
+    """timm's tiny ``test_resnet`` with a meta-learned init (CPU-scale demos).
+
+    Args:
+        init: Any ``test_resnet`` init; the default registry entry is not on the Hub yet.
+        num_classes: Classes of the new head (0: headless).
+        pretrained: False gives random weights without fetching anything.
+        **kwargs: Passed to ``timm.create_model``.
+
+    Example:
+        >>> model = torch.hub.load("path/to/lsml-hub", "test_resnet", init="local-dir:runs/demo/init",
+        ...                        num_classes=10, source="local")  # doctest: +SKIP
+    """
+    return _create_model_as("test_resnet", init, num_classes=num_classes, pretrained=pretrained, **kwargs)

@@ -1,0 +1,229 @@
+"""Model cards (``README.md``) for inits, built with huggingface_hub's ``ModelCard``/``ModelCardData``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from huggingface_hub import ModelCard, ModelCardData
+
+from lsml_hub.hub.config import WEIGHTS_FILE, InitConfig
+
+# Stands in for the Hub id in usage snippets until the card is rebuilt with the real one.
+REPO_PLACEHOLDER = "OWNER/NAME"
+
+PAPER_URL = "http://proceedings.mlr.press/v139/shin21a.html"
+CITATION = """@InProceedings{pmlr-v139-shin21a,
+  title = {Large-Scale Meta-Learning with Continual Trajectory Shifting},
+  author = {Shin, Jaewoong and Lee, Hae Beom and Gong, Boqing and Hwang, Sung Ju},
+  booktitle = {Proceedings of the 38th International Conference on Machine Learning},
+  pages = {9603--9613},
+  year = {2021},
+  editor = {Meila, Marina and Zhang, Tong},
+  volume = {139},
+  series = {Proceedings of Machine Learning Research},
+  month = {18--24 Jul},
+  publisher = {PMLR},
+  pdf = {http://proceedings.mlr.press/v139/shin21a/shin21a.pdf},
+  url = {http://proceedings.mlr.press/v139/shin21a.html}
+}"""
+
+ALGORITHM_TITLES = {
+    "cts": "Continual Trajectory Shifting (CTS)",
+    "reptile": "Reptile",
+    "fomaml": "first-order MAML",
+    "multitask": "multi-task learning",
+}
+
+BASE_TAGS = ("image-classification", "timm", "meta-learning", "lsml-hub")
+# "owner/name" as the Hub spells dataset ids; builtin and local sources never match.
+_HUB_DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclass
+class TrainingReport:
+    """What a run's ``metrics.jsonl`` and ``config.yaml`` add to a card.
+
+    Args:
+        curve: Rows ``(step, {task: accuracy})`` of the eval curve, already thinned for a table.
+        final_metrics: The last eval metrics per task (``{"latin_upper": {"accuracy": 0.9, ...}}``).
+        run_config: The resolved run configuration, shown as the hyper-parameters.
+    """
+
+    curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    final_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    run_config: dict[str, Any] = field(default_factory=dict)
+
+
+def hub_dataset_ids(config: InitConfig) -> list[str]:
+    """Hub dataset ids among the init's source tasks (builtin and local sources are left out).
+
+    Example:
+        >>> cfg = InitConfig("resnet20_cifar", {}, {"source_tasks": [
+        ...     {"name": "c100", "source": "uoft-cs/cifar100"}, {"name": "l", "source": "builtin:latin_upper"}]})
+        >>> hub_dataset_ids(cfg)
+        ['uoft-cs/cifar100']
+    """
+    ids = []
+    for task in config.source_tasks:
+        source = str(task.get("source") or "")
+        if _HUB_DATASET_ID.fullmatch(source) and source not in ids:
+            ids.append(source)
+    return ids
+
+
+def build_model_card(config: InitConfig, *, repo_id: str | None = None,
+                     report: TrainingReport | None = None) -> ModelCard:
+    """The model card of an init: Hub metadata, details, usage for timm/lsml_hub/torch.hub, citation.
+
+    Args:
+        config: The init's config (with its ``sha256`` filled in).
+        repo_id: Hub id the init is (or will be) pushed to; usage snippets name it.
+        report: Training curves, final metrics and hyper-parameters of the run, if known.
+
+    Example:
+        >>> cfg = InitConfig("resnet20_cifar", {"license": "apache-2.0"}, {"algorithm": {"name": "cts"}})
+        >>> card = build_model_card(cfg, repo_id="me/resnet20_cifar.cts")
+        >>> card.data.library_name, "meta-learning" in card.data.tags
+        ('timm', True)
+    """
+    algo = config.algorithm_name
+    data = ModelCardData(
+        library_name="timm",
+        license=config.license,
+        pipeline_tag="image-classification",
+        tags=[*BASE_TAGS, algo],
+        datasets=hub_dataset_ids(config) or None,
+        metrics=["accuracy"] if report and report.final_metrics else None,
+    )
+    sections = [
+        _intro(config, repo_id),
+        _details(config),
+        _usage(config, repo_id or REPO_PLACEHOLDER),
+        _training(report) if report else "",
+        _citation(),
+    ]
+    body = "\n\n".join(s for s in sections if s)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
+
+
+def _intro(config: InitConfig, repo_id: str | None) -> str:
+    name = repo_id.split("/")[-1] if repo_id else f"{config.architecture}.{config.algorithm_name}"
+    algo = ALGORITHM_TITLES.get(config.algorithm_name, config.algorithm_name)
+    n = len(config.source_tasks)
+    return (
+        f"# Model card for {name}\n\n"
+        f"A meta-learned initialization of the timm `{config.architecture}` backbone: {algo} "
+        f"([Shin et al., ICML 2021]({PAPER_URL})) over {n} source task{'s' if n != 1 else ''}, "
+        "made with lsml-hub. The init is headless: load it with a fresh classifier for your target "
+        "task and fine-tune."
+    )
+
+
+def _details(config: InitConfig) -> str:
+    lsml = config.lsml
+    lines = [
+        "## Model details",
+        "",
+        f"- **Architecture:** `{config.architecture}` (timm), headless, {config.num_features} features",
+        f"- **Algorithm:** {_kv(config.algorithm)}",
+    ]
+    if isinstance(lsml.get("inner_optimizer"), dict):
+        lines.append(f"- **Inner optimizer:** {_kv(lsml['inner_optimizer'])}")
+    for key, label in (("steps", "Meta-training steps"), ("seed", "Seed")):
+        if key in lsml:
+            lines.append(f"- **{label}:** {lsml[key]}")
+    cfg = config.pretrained_cfg
+    lines.append(f"- **Input:** size {cfg.get('input_size')}, mean {cfg.get('mean')}, std {cfg.get('std')}")
+    lines.append(f"- **License:** {config.license}")
+    lines.append(f"- **sha256 of {WEIGHTS_FILE}:** `{config.sha256}`")
+    lines.append(f"- **lsml-hub version:** {config.package_version}")
+    return "\n".join(lines) + "\n\n" + _tasks_table(config) + _metrics_block(lsml)
+
+
+def _tasks_table(config: InitConfig) -> str:
+    rows = ["### Source tasks", "", "| task | source | revision | classes | image size |", "|---|---|---|---|---|"]
+    for t in config.source_tasks:
+        rows.append(f"| {t.get('name')} | `{t.get('source')}` | {t.get('revision') or '-'} | "
+                    f"{t.get('num_classes', '-')} | {t.get('image_size', '-')} |")
+    return "\n".join(rows)
+
+
+def _metrics_block(lsml: dict[str, Any]) -> str:
+    parts = []
+    for key, title in (("final_metrics", "Final meta-training metrics"), ("meta_test", "Meta-test results")):
+        if lsml.get(key):
+            dumped = yaml.safe_dump(lsml[key], sort_keys=False).strip()
+            parts.append(f"\n\n### {title}\n\n```yaml\n{dumped}\n```")
+    return "".join(parts)
+
+
+def _usage(config: InitConfig, repo_id: str) -> str:
+    note = (f"\nReplace `{REPO_PLACEHOLDER}` with the Hub id this folder was pushed to.\n"
+            if repo_id == REPO_PLACEHOLDER else "")
+    return f"""## Usage
+{note}
+With timm alone:
+
+```python
+import timm
+
+model = timm.create_model("hf-hub:{repo_id}", pretrained=True, num_classes=10)
+data_config = timm.data.resolve_data_config({{}}, model=model)  # input size, mean, std of the init
+```
+
+With lsml-hub (checks the sha256 and refuses missing or unexpected backbone tensors):
+
+```python
+import lsml_hub
+
+model = lsml_hub.create_model("hf-hub:{repo_id}", num_classes=10)
+```
+
+With torch.hub, from a clone of the lsml-hub repository:
+
+```python
+import torch
+
+model = torch.hub.load("path/to/lsml-hub", "meta_init", init="hf-hub:{repo_id}", num_classes=10,
+                       source="local")
+```"""
+
+
+def _training(report: TrainingReport) -> str:
+    parts = ["## Training"]
+    if report.curve:
+        tasks = sorted({t for _, accs in report.curve for t in accs})
+        rows = ["### Eval accuracy during meta-training", "", "| step | " + " | ".join(tasks) + " |",
+                "|---|" + "---|" * len(tasks)]
+        for step, accs in report.curve:
+            rows.append(f"| {step} | " + " | ".join(_fmt(accs.get(t)) for t in tasks) + " |")
+        parts.append("\n".join(rows))
+    if report.final_metrics:
+        names = sorted({m for metrics in report.final_metrics.values() for m in metrics})
+        rows = ["### Final per-task metrics", "", "| task | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names)]
+        for task, metrics in sorted(report.final_metrics.items()):
+            rows.append(f"| {task} | " + " | ".join(_fmt(metrics.get(m)) for m in names) + " |")
+        parts.append("\n".join(rows))
+    if report.run_config:
+        dumped = yaml.safe_dump(report.run_config, sort_keys=False).strip()
+        parts.append(f"### Hyper-parameters (resolved run config)\n\n```yaml\n{dumped}\n```")
+    return "\n\n".join(parts)
+
+
+def _citation() -> str:
+    return ("## Citation\n\nLarge-Scale Meta-Learning with Continual Trajectory Shifting "
+            f"(Shin, Lee, Gong, Hwang; ICML 2021):\n\n```bibtex\n{CITATION}\n```")
+
+
+def _kv(mapping: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in mapping.items())
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "-" if value is None else str(value)

@@ -1,0 +1,159 @@
+"""Build timm models from inits: resolve, fetch, verify the sha256, load the backbone strictly."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import timm
+from torch import nn
+
+from lsml_hub.errors import InitError
+from lsml_hub.hub.config import InitConfig, read_config
+from lsml_hub.hub.format import check_sha256, recorded_sha256, sha256_file
+from lsml_hub.hub.resolve import HF_HUB, InitFiles, InitRef, fetch_init, parse_init
+from lsml_hub.hub.weights import load_backbone
+
+logger = logging.getLogger(__name__)
+
+_THREADED_HASH_BYTES = 16 << 20
+
+
+def load_init_config(init: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> InitConfig:
+    """Read an init's ``config.json`` (fetching only that file from the Hub).
+
+    Args:
+        init: ``hf-hub:owner/name[@rev]``, ``local-dir:PATH``, a folder path or a registry name.
+        cache_dir: Hugging Face cache to use instead of ``HF_HUB_CACHE``.
+
+    Returns:
+        The config, with ``path`` set to the local folder that holds it.
+
+    Example:
+        >>> load_init_config("local-dir:runs/demo/init").algorithm_name  # doctest: +SKIP
+        'cts'
+    """
+    ref = parse_init(init)
+    files = fetch_init(ref, cache_dir=cache_dir, weights=False)
+    return _read_checked_config(files)
+
+
+def create_model(
+    init: str | os.PathLike,
+    *,
+    num_classes: int = 0,
+    pretrained: bool = True,
+    **timm_kwargs: Any,
+) -> nn.Module:
+    """A timm model whose backbone is the init, with a fresh head of ``num_classes`` (0: headless).
+
+    The weights' sha256 is checked against ``config.json`` before they are loaded, and every
+    backbone tensor of the model must come from the file: a missing, unexpected or mis-shaped
+    tensor is an error (plain timm loads non-strictly as soon as ``num_classes`` differs).
+
+    Args:
+        init: ``hf-hub:owner/name[@revision]``, ``local-dir:PATH``, a folder path, or a registry name.
+        num_classes: Classes of the new head; 0 returns pooled features.
+        pretrained: False builds the init's architecture and config with random weights.
+        **timm_kwargs: Passed to ``timm.create_model`` (``drop_rate``, ``global_pool``...);
+            ``cache_dir`` selects the Hugging Face cache.
+
+    Raises:
+        InitError: The init cannot be found, fetched or does not fit its architecture.
+        IntegrityError: ``model.safetensors`` does not match its recorded sha256.
+
+    Example:
+        >>> import lsml_hub
+        >>> model = lsml_hub.create_model("local-dir:runs/demo/init", num_classes=10)  # doctest: +SKIP
+        >>> model.num_classes  # doctest: +SKIP
+        10
+    """
+    cache_dir = timm_kwargs.pop("cache_dir", None)
+    files = fetch_init(parse_init(init), cache_dir=cache_dir, weights=pretrained)
+    config = _read_checked_config(files)
+    if not pretrained:
+        return _build(config, files, num_classes, timm_kwargs)
+    recorded_sha256(config)
+    model, digest = _build_while_hashing(config, files, num_classes, timm_kwargs)
+    check_sha256(files.weights, digest, config, hint=_refetch_hint(files.ref))
+    load_backbone(model, files.weights)
+    logger.info("loaded init %s (%s, sha256 %s...)", files.ref, config.architecture, config.sha256[:12])
+    return model
+
+
+def create_model_as(
+    architecture: str,
+    init: str | os.PathLike,
+    *,
+    num_classes: int = 0,
+    pretrained: bool = True,
+    **timm_kwargs: Any,
+) -> nn.Module:
+    """Like :func:`create_model`, but the init must be for ``architecture`` (used by ``hubconf.py``).
+
+    With ``pretrained=False`` nothing is fetched: the bare timm architecture is returned.
+
+    Raises:
+        InitError: The init is for another architecture.
+
+    Example:
+        >>> create_model_as("resnet20_cifar", "resnet20_cifar.cts_paper8", pretrained=False).num_classes
+        0
+    """
+    if not pretrained:
+        return timm.create_model(architecture, pretrained=False, num_classes=num_classes, **timm_kwargs)
+    config = load_init_config(init, cache_dir=timm_kwargs.get("cache_dir"))
+    if config.architecture != architecture:
+        raise InitError(f"init {config.source} is for {config.architecture!r}, not {architecture!r}; "
+                        f"use the {config.architecture} entry point or meta_init")
+    return create_model(init, num_classes=num_classes, pretrained=True, **timm_kwargs)
+
+
+def _read_checked_config(files: InitFiles) -> InitConfig:
+    config = read_config(files.folder, source=str(files.ref))
+    if not timm.is_model(config.architecture):
+        raise InitError(f"{files.config} names architecture {config.architecture!r}, which timm does not "
+                        f"know (timm {timm.__version__}); is lsml_hub imported and timm recent enough?")
+    return config
+
+
+def _build_while_hashing(config: InitConfig, files: InitFiles, num_classes: int,
+                         timm_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+    # Large files are hashed on a second thread while the model is built (hashlib and torch's init
+    # kernels release the GIL), so verifying costs little wall time; small ones are not worth a thread.
+    if files.weights.stat().st_size < _THREADED_HASH_BYTES:
+        digest = sha256_file(files.weights)
+        return _build(config, files, num_classes, timm_kwargs), digest
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(sha256_file, files.weights)
+        return _build(config, files, num_classes, timm_kwargs), digest.result()
+
+
+def _build(config: InitConfig, files: InitFiles, num_classes: int, timm_kwargs: dict[str, Any]) -> nn.Module:
+    kwargs = {**config.model_args, **timm_kwargs}
+    kwargs.pop("num_classes", None)  # configs written by other tools may record the source head size
+    return timm.create_model(
+        config.architecture,
+        pretrained=False,
+        num_classes=num_classes,
+        pretrained_cfg=config.timm_pretrained_cfg(**_source_fields(files.ref, files.folder)),
+        **kwargs,
+    )
+
+
+def _source_fields(ref: InitRef, folder: Path) -> dict[str, str]:
+    # Recorded the way timm records its own sources, so model.pretrained_cfg says where weights came from.
+    if ref.kind == HF_HUB:
+        return {"hf_hub_id": f"{ref.location}@{ref.revision}" if ref.revision else ref.location,
+                "source": "hf-hub"}
+    return {"file": str(folder), "source": "local-dir"}
+
+
+def _refetch_hint(ref: InitRef) -> str:
+    if ref.kind != HF_HUB:
+        return ""
+    rev = f" --revision {ref.revision}" if ref.revision else ""
+    return f"; fetch it again with `hf download {ref.location}{rev} --force-download`"

@@ -1,0 +1,163 @@
+"""Turn a run folder into a ready-to-push init folder with a full model card.
+
+A run folder holds ``init/`` (written by :func:`save_init`), ``metrics.jsonl`` (one JSON object per
+line; eval lines look like ``{"step": 200, "kind": "eval", "task": "latin_upper", "accuracy": 0.61}``)
+and ``config.yaml`` (the resolved run config).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsml_hub._io import atomic_dir, atomic_write_json
+from lsml_hub.errors import LsmlHubError
+from lsml_hub.hub.card import TrainingReport, build_model_card
+from lsml_hub.hub.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
+from lsml_hub.hub.format import refuse_foreign_folder, verify_init
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+RUN_CONFIG_FILE = "config.yaml"
+INIT_SUBDIR = "init"
+PUBLISH_SUBDIR = "publish"
+CURVE_ROWS = 11  # eval steps shown in the card's curve table (first and last always included)
+
+
+class PublishError(LsmlHubError, ValueError):
+    """A run folder cannot be published (missing or malformed ``metrics.jsonl``/``config.yaml``)."""
+
+
+def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                repo_id: str | None = None) -> Path:
+    """Write ``run_dir``'s init with a full model card to ``out_dir`` (default ``run_dir/publish``).
+
+    The card adds the eval curve, final per-task metrics and the run's hyper-parameters. The
+    copied weights are verified against their sha256 before the folder replaces anything.
+
+    Args:
+        run_dir: A run folder (``init/``, ``metrics.jsonl``, ``config.yaml``).
+        out_dir: Where to write; must not be the run folder or its ``init/``.
+        repo_id: Hub id the init will be pushed to, named in the card's usage snippets.
+
+    Returns:
+        The published folder.
+
+    Raises:
+        InitError: ``run_dir/init`` is missing, incomplete or fails its sha256 check.
+        PublishError: ``metrics.jsonl`` or ``config.yaml`` is missing or malformed, or ``out_dir`` is unsafe.
+
+    Example:
+        >>> publish_run("runs/demo", repo_id="me/resnet20_cifar.cts_demo")  # doctest: +SKIP
+        PosixPath('runs/demo/publish')
+    """
+    run_dir = Path(run_dir)
+    init_dir = run_dir / INIT_SUBDIR
+    out = Path(out_dir) if out_dir is not None else run_dir / PUBLISH_SUBDIR
+    _check_out_dir(out, run_dir, init_dir)
+    config = verify_init(init_dir)
+    report = read_training_report(run_dir)
+    with atomic_dir(out) as tmp:
+        shutil.copyfile(init_dir / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
+        atomic_write_json(tmp / CONFIG_FILE, config.to_dict())
+        build_model_card(config, repo_id=repo_id, report=report).save(tmp / CARD_FILE)
+        verify_init(tmp)  # what gets pushed is the copy: check it before it replaces anything
+    logger.info("published %s to %s", run_dir, out)
+    return out
+
+
+def read_training_report(run_dir: Path) -> TrainingReport:
+    """Summarize ``metrics.jsonl`` and ``config.yaml`` of a run for its model card."""
+    evals = [r for r in read_metrics(run_dir / METRICS_FILE) if _is_eval(r)]
+    return TrainingReport(
+        curve=_thin(_curve(evals), CURVE_ROWS),
+        final_metrics=_final_metrics(evals),
+        run_config=_read_run_config(run_dir / RUN_CONFIG_FILE),
+    )
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a ``metrics.jsonl``; a torn last line (a killed run) is skipped with a warning."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise PublishError(f"{path} is missing: a run folder holds {INIT_SUBDIR}/, {METRICS_FILE} "
+                           f"and {RUN_CONFIG_FILE}") from None
+    records = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if lineno == len(lines):
+                logger.warning("%s:%d is cut short; skipped", path, lineno)
+                continue
+            raise PublishError(f"{path}:{lineno} is not JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise PublishError(f"{path}:{lineno} is a {type(record).__name__}, not a JSON object")
+        records.append(record)
+    return records
+
+
+def _read_run_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PublishError(f"{path} is missing: a run folder holds {INIT_SUBDIR}/, {METRICS_FILE} "
+                           f"and {RUN_CONFIG_FILE}") from None
+    except yaml.YAMLError as err:
+        raise PublishError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise PublishError(f"{path} holds a {type(data).__name__}, not a mapping of run settings")
+    return data
+
+
+def _is_eval(record: dict[str, Any]) -> bool:
+    step = record.get("step")
+    return (record.get("kind") == "eval" and isinstance(record.get("task"), str)
+            and isinstance(step, int) and not isinstance(step, bool))
+
+
+def _numbers(record: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in record.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _curve(evals: list[dict[str, Any]]) -> list[tuple[int, dict[str, float]]]:
+    by_step: dict[int, dict[str, float]] = {}
+    for r in evals:
+        if isinstance(r.get("accuracy"), (int, float)):
+            by_step.setdefault(r["step"], {})[r["task"]] = r["accuracy"]
+    return sorted(by_step.items())
+
+
+def _thin(rows: list[Any], n: int) -> list[Any]:
+    if len(rows) <= n:
+        return rows
+    picks = sorted({round(i * (len(rows) - 1) / (n - 1)) for i in range(n)})
+    return [rows[i] for i in picks]
+
+
+def _final_metrics(evals: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    final: dict[str, tuple[int, dict[str, float]]] = {}
+    for r in evals:
+        task, step = r["task"], r["step"]
+        if task not in final or step >= final[task][0]:
+            final[task] = (step, _numbers(r))
+    return {task: metrics for task, (_, metrics) in final.items()}
+
+
+def _check_out_dir(out: Path, run_dir: Path, init_dir: Path) -> None:
+    resolved = out.resolve()
+    if resolved in (run_dir.resolve(), init_dir.resolve()) or init_dir.resolve() in resolved.parents:
+        raise PublishError(f"output folder {out} would replace the run or its init; "
+                           f"use {run_dir / PUBLISH_SUBDIR} or another folder")
+    refuse_foreign_folder(out)
