@@ -30,9 +30,13 @@ def load_raw(spec: TaskSpec) -> datasets.DatasetDict:
     return load_hub(spec.source, config=spec.config, revision=spec.revision)
 
 
+_FILE_SUFFIXES = (".parquet", ".arrow", ".csv", ".json", ".jsonl", ".zip", ".tar")
+
+
 def _looks_like_path(source: str) -> bool:
-    # Hub ids are "name" or "owner/name"; anything else with separators or dots is meant as a path.
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep == "\\" and "\\" in source
+    # Hub ids are "name" or "owner/name"; a leading ./ or /, more separators or a file suffix mean a path.
+    return (source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith(_FILE_SUFFIXES)
+            or (os.sep == "\\" and "\\" in source))
 
 
 def load_local(path: Path) -> datasets.DatasetDict:

@@ -26,4 +26,8 @@ def create_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
         close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=8, cutoff=0.6)
         hint = f"; close names: {', '.join(close)}" if close else ""
         raise ConfigError(f"unknown model {name!r}: not a timm architecture{hint}")
+    arch, _, tag = name.partition(".")
+    known_tags = timm.list_pretrained(f"{arch}.*")
+    if tag and name not in known_tags:
+        raise ConfigError(f"unknown tag {tag!r} of {arch}; known: {', '.join(known_tags) or 'none'}")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
