@@ -1,0 +1,91 @@
+"""Baselines of a comparison: the init's architecture from random weights, and timm's pretrained weights.
+
+The pretrained baseline is used only when its weights are already in the local Hugging Face cache:
+comparisons run offline, and a download in the middle of one would be slow or fail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+from huggingface_hub import try_to_load_from_cache
+from torch import nn
+
+from lsml_hub.finetune.comparison import PRETRAINED, SCRATCH
+from lsml_hub.finetune.model import InputConfig, create_scratch
+
+logger = logging.getLogger(__name__)
+
+BASELINES = (SCRATCH, PRETRAINED)
+# Only safetensors: never unpickle a cached checkpoint (DESIGN.md §5).
+PRETRAINED_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline row: its name, kind, source, and a factory called once per seed (after seeding)."""
+
+    name: str
+    kind: str
+    source: str
+    make: Callable[[int], nn.Module]
+
+
+@dataclass(frozen=True)
+class CachedWeights:
+    """timm pretrained weights found in the local Hugging Face cache."""
+
+    model_name: str  # "arch.tag"
+    hf_hub_id: str
+    path: Path
+
+
+def find_cached_pretrained(architecture: str) -> CachedWeights | None:
+    """The default timm pretrained weights of ``architecture`` if they are in the HF cache; no network.
+
+    Example:
+        >>> find_cached_pretrained("resnet20_cifar") is None  # no timm weights exist for it
+        True
+    """
+    cfg = timm.models.get_pretrained_cfg(architecture)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    path = try_to_load_from_cache(cfg.hf_hub_id, PRETRAINED_FILE)
+    if not isinstance(path, str):  # None (never fetched) or the "known missing" sentinel
+        return None
+    return CachedWeights(f"{architecture}.{cfg.tag}" if cfg.tag else architecture, cfg.hf_hub_id, Path(path))
+
+
+def scratch_baseline(architecture: str, model_args: dict[str, Any], inputs: InputConfig) -> Baseline:
+    """Random weights of ``architecture``, fed exactly the inputs (size, mean, std) of the init it is compared with."""
+
+    def make(num_classes: int) -> nn.Module:
+        return create_scratch(architecture, num_classes, image_size=inputs.image_size,
+                              pretrained_cfg={"mean": inputs.mean, "std": inputs.std}, **model_args)
+
+    return Baseline(SCRATCH, SCRATCH, f"scratch:{architecture}", make)
+
+
+def pretrained_baseline(architecture: str) -> Baseline | None:
+    """timm's default pretrained weights of ``architecture`` when cached; ``None`` (logged) otherwise.
+
+    The model keeps its own ``pretrained_cfg``, so it sees the target at the size and normalization
+    its weights were trained with.
+    """
+    weights = find_cached_pretrained(architecture)
+    if weights is None:
+        logger.info("skipping the pretrained baseline: no timm pretrained %s for %s in the Hugging Face cache",
+                    PRETRAINED_FILE, architecture)
+        return None
+
+    def make(num_classes: int) -> nn.Module:
+        # "file" makes timm load this path and never reach for the network.
+        return timm.create_model(architecture, pretrained=True, num_classes=num_classes,
+                                 pretrained_cfg_overlay={"file": str(weights.path)})
+
+    return Baseline(PRETRAINED, PRETRAINED, weights.model_name, make)

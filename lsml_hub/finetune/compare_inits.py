@@ -1,0 +1,242 @@
+"""``compare``: fine-tune several inits and baselines on one target with the same seeds, side by side.
+
+The module is not called ``compare`` so that importing it never shadows the function of that name
+in the package namespace.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lsml_hub.data import Task, TaskSpec
+from lsml_hub.errors import ConfigError
+from lsml_hub.finetune.baselines import BASELINES, Baseline, pretrained_baseline, scratch_baseline
+from lsml_hub.finetune.comparison import INIT, PRETRAINED, SCRATCH, Comparison, ComparisonRow, SeedRun
+from lsml_hub.finetune.config import FinetuneConfig
+from lsml_hub.finetune.loop import ModelOrInit, run_finetune
+from lsml_hub.finetune.model import InputConfig, architecture_of
+from lsml_hub.finetune.result import FinetuneResult
+from lsml_hub.finetune.target import Target
+
+logger = logging.getLogger(__name__)
+
+Inits = ModelOrInit | Sequence[ModelOrInit] | Mapping[str, ModelOrInit]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    kind: str
+    source: str
+    make: Callable[[int], ModelOrInit]  # num_classes -> what run_finetune takes (called after seeding)
+
+
+def compare(
+    inits: Inits,
+    target: Task | TaskSpec | str | Mapping[str, Any],
+    *,
+    seeds: Iterable[int] = (0,),
+    baselines: Iterable[str] = (SCRATCH, PRETRAINED),
+    out_dir: str | os.PathLike | None = None,
+    record: bool = False,
+    progress: bool = True,
+    **finetune_kwargs: Any,
+) -> Comparison:
+    """Fine-tune each init and each baseline on ``target`` with every seed, and summarize side by side.
+
+    Every run uses the same settings and, per seed, the same head initialization, batch order,
+    augmentation and limited-data subset, so differences between rows come from the starting weights.
+
+    Args:
+        inits: Inits to compare: a sequence of anything :func:`lsml_hub.finetune` takes (named by
+            their string; a model is copied for each seed, never changed), or a mapping name -> init.
+        target: The target task, loaded once for all runs.
+        seeds: Seeds every row runs with; several give mean ± std.
+        baselines: ``"scratch"`` (the first init's architecture from random weights, fed the same
+            inputs) and ``"pretrained"`` (timm's default pretrained weights of that architecture, only
+            when already in the local Hugging Face cache: otherwise skipped with an info log).
+        out_dir: If given, write ``comparison.csv``, ``comparison.json`` and ``curves.png`` there.
+        record: Write each local init folder's results into its ``config.json`` (``"lsml"`` ->
+            ``"meta_test"``) and model card; the weights and their sha256 are untouched.
+        progress: Show progress bars.
+        **finetune_kwargs: Options of :func:`lsml_hub.finetune` (``steps``, ``max_train_samples``,
+            ``lr``...), shared by every run; ``seed`` is set per run from ``seeds``.
+
+    Returns:
+        A :class:`~lsml_hub.finetune.comparison.Comparison`; ``.table()`` renders it as text.
+
+    Raises:
+        ConfigError: No init, duplicate names, an unknown baseline, or a bad fine-tuning option.
+        DataError: The target is unusable (empty split, fewer samples than ``max_train_samples``).
+
+    Example:
+        >>> import lsml_hub
+        >>> cmp = lsml_hub.compare({"cts": "runs/demo/cts/init", "reptile": "runs/demo/reptile/init"},
+        ...                        "builtin:digits", seeds=(0, 1, 2), steps=300, max_train_samples=100,
+        ...                        out_dir="runs/demo/compare")  # doctest: +SKIP
+        >>> print(cmp.table())  # doctest: +SKIP
+    """
+    config, seeds, baselines = _check_arguments(finetune_kwargs, seeds, baselines)
+    entries = named_inits(inits)
+    shared = Target(target)
+    shared.check_train_samples(config.max_train_samples)
+    runs = _RunBar(len(seeds) * (len(entries) + len(baselines)), progress)
+    rows, reference = [], None
+    for entry in entries:
+        row, first = _run_row(entry, shared, config, seeds, runs)
+        rows.append(row)
+        if reference is None and baselines:
+            # The first init's model tells the baselines which architecture and inputs to use.
+            reference = _Reference.of(first)
+    skipped: dict[str, str] = {}
+    built = _build_baselines(baselines, reference, skipped)
+    runs.resize(len(seeds) * (len(entries) + len(built)))
+    for baseline in built:
+        rows.append(_run_row(_entry_of(baseline), shared, config, seeds, runs)[0])
+    runs.close()
+    comparison = Comparison(
+        target={**shared.task.summary(), "train_samples": config.max_train_samples or len(shared.task.train)},
+        seeds=seeds, config={k: v for k, v in config.to_dict().items() if k != "seed"}, rows=rows,
+        skipped=skipped,
+    )
+    if out_dir is not None:
+        from lsml_hub.finetune.report import write_report
+
+        write_report(comparison, out_dir)
+    if record:
+        from lsml_hub.finetune.record import record_meta_test
+
+        record_meta_test(comparison)
+    logger.debug("%s", comparison.table())
+    return comparison
+
+
+def _check_arguments(finetune_kwargs: dict[str, Any], seeds: Iterable[int],
+                     baselines: Iterable[str]) -> tuple[FinetuneConfig, list[int], list[str]]:
+    if "seed" in finetune_kwargs:
+        raise ConfigError("compare() takes seeds=(...), not seed=; every row runs with every seed")
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"seeds must be distinct integers, at least one; got {seeds!r}")
+    baselines = list(baselines)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown or len(set(baselines)) != len(baselines):
+        raise ConfigError(f"bad baselines {baselines!r}; valid: {', '.join(BASELINES)} (each at most once)")
+    return FinetuneConfig.from_dict({**finetune_kwargs, "seed": seeds[0]}), seeds, baselines
+
+
+def named_inits(inits: Inits) -> list[_Entry]:
+    """Name each init: its mapping key, else the init string, else the model's architecture.
+
+    Raises:
+        ConfigError: No init, or two inits with one name.
+    """
+    if isinstance(inits, (str, os.PathLike, nn.Module)):
+        inits = [inits]
+    pairs = list(inits.items()) if isinstance(inits, Mapping) else [(None, init) for init in inits]
+    if not pairs:
+        raise ConfigError("compare() needs at least one init (a model, an init path or name, or 'scratch:ARCH')")
+    entries, seen = [], set()
+    for name, init in pairs:
+        source = _source_name(init)
+        name = str(name) if name is not None else source
+        if name in seen:
+            raise ConfigError(f"init name {name!r} appears twice; pass a mapping {{name: init}} to name them")
+        seen.add(name)
+        entries.append(_Entry(name, INIT, source, _factory(init)))
+    return entries
+
+
+def _source_name(init: ModelOrInit) -> str:
+    if isinstance(init, nn.Module):
+        return architecture_of(init)[0]
+    if isinstance(init, (str, os.PathLike)):
+        return os.fspath(init)
+    raise ConfigError(f"cannot compare a {type(init).__name__}: pass models, init paths or names, or 'scratch:ARCH'")
+
+
+def _factory(init: ModelOrInit) -> Callable[[int], ModelOrInit]:
+    if isinstance(init, nn.Module):
+        # A fresh copy per seed: every seed starts from the same weights and the caller's model is kept.
+        return lambda num_classes: copy.deepcopy(init)
+    return lambda num_classes: init
+
+
+def _entry_of(baseline: Baseline) -> _Entry:
+    return _Entry(baseline.name, baseline.kind, baseline.source, baseline.make)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What the baselines copy from the first init: its architecture, factory arguments and inputs."""
+
+    architecture: str
+    model_args: dict[str, Any]
+    inputs: InputConfig
+
+    @classmethod
+    def of(cls, result: FinetuneResult) -> _Reference:
+        architecture, model_args = architecture_of(result.model)
+        return cls(architecture, model_args, result.inputs)
+
+
+def _run_row(entry: _Entry, target: Target, config: FinetuneConfig, seeds: list[int],
+             bar: _RunBar) -> tuple[ComparisonRow, FinetuneResult]:
+    """Run ``entry`` with every seed; returns its row and the first seed's full result (model included)."""
+    row, first = ComparisonRow(entry.name, entry.kind, entry.source), None
+    for seed in seeds:
+        bar.describe(f"{entry.name} seed {seed}")
+        torch.manual_seed(seed)  # random weights of a scratch baseline
+        model = entry.make(target.task.num_classes)
+        result = run_finetune(model, target, dataclasses.replace(config, seed=seed), progress=bar.enabled)
+        first = first or result
+        row.inputs = result.inputs
+        row.runs.append(SeedRun.of(result))
+        bar.update()
+    return row, first
+
+
+def _build_baselines(names: list[str], reference: _Reference | None, skipped: dict[str, str]) -> list[Baseline]:
+    """The baselines named, built from the first init; a pretrained one without cached weights is skipped."""
+    built = []
+    for name in names:
+        if name == SCRATCH:
+            built.append(scratch_baseline(reference.architecture, reference.model_args, reference.inputs))
+            continue
+        baseline = pretrained_baseline(reference.architecture)
+        if baseline is None:
+            skipped[name] = f"no timm pretrained weights of {reference.architecture} in the Hugging Face cache"
+        else:
+            built.append(baseline)
+    return built
+
+
+class _RunBar:
+    """The outer progress bar: one tick per (row, seed) run."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = tqdm(total=total, desc="compare", unit="run", disable=not enabled)
+
+    def describe(self, text: str) -> None:
+        self._bar.set_description(f"compare: {text}")
+
+    def resize(self, total: int) -> None:
+        self._bar.total = total
+        self._bar.refresh()
+
+    def update(self) -> None:
+        self._bar.update()
+
+    def close(self) -> None:
+        self._bar.close()

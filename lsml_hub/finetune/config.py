@@ -1,0 +1,147 @@
+"""``FinetuneConfig``: the hyper-parameters of target training, checked once where they enter.
+
+Defaults follow the seed paper's target training (``train_tgt.py``): Adam, lr 1e-3, weight decay
+5e-4, batch 128, 1,000 steps, lr x 0.3 at 40/70/90 % of the steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lsml_hub.errors import ConfigError
+
+SCHEDULES = ("step", "cosine", "constant")
+MODES = ("full", "linear")
+# The seed's step schedule: lr is multiplied by STEP_GAMMA at each of these fractions of the steps.
+STEP_MILESTONES = (0.4, 0.7, 0.9)
+STEP_GAMMA = 0.3
+# Evaluations per run when eval_every is not given: enough points for a learning curve.
+DEFAULT_EVALS = 10
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a model is fine-tuned on a target task.
+
+    Args:
+        steps: Optimizer steps.
+        batch_size: Training samples per step.
+        optimizer: Any name ``timm.optim.create_optimizer_v2`` knows (``"adam"``, ``"adamw"``,
+            ``"sgd"`` = Nesterov momentum 0.9, ``"momentum"`` = plain momentum 0.9, ...).
+        lr: Peak learning rate.
+        weight_decay: Weight decay; as in the seed it applies to every trained parameter.
+        schedule: ``"step"`` (lr x 0.3 at 40/70/90 % of the steps), ``"cosine"`` (to 0 at the last
+            step) or ``"constant"``.
+        max_train_samples: Train on a stratified subset of this many samples (the limited-data
+            regime); the subset is a pure function of ``seed``. ``None`` trains on the whole split.
+        mode: ``"full"`` trains every parameter; ``"linear"`` trains only the classifier on a frozen
+            backbone whose BatchNorm statistics stay frozen too (the body runs in eval mode).
+        eval_every: Evaluate every this many steps (and always after the last); ``None`` gives
+            ``steps // 10`` (at least 1).
+        seed: Seeds the head initialization, the batch order and augmentation, and the subset.
+        device: ``"cuda"``, ``"cpu"``, ...; ``None`` picks CUDA when available.
+        image_size: Side length the target is resized to; ``None`` uses the model's
+            ``pretrained_cfg["input_size"]`` (the size the init was trained at).
+
+    Example:
+        >>> FinetuneConfig(steps=300, max_train_samples=100).eval_interval
+        30
+    """
+
+    steps: int = 1000
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    max_train_samples: int | None = None
+    mode: str = "full"
+    eval_every: int | None = None
+    seed: int = 0
+    device: str | None = None
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("max_train_samples", "eval_every", "image_size"):
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        object.__setattr__(self, "lr", _as_float("lr", self.lr))
+        object.__setattr__(self, "weight_decay", _as_float("weight_decay", self.weight_decay))
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        object.__setattr__(self, "optimizer", check_optimizer(self.optimizer))
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("mode", self.mode, MODES)
+
+    @property
+    def eval_interval(self) -> int:
+        """Steps between evaluations."""
+        return self.eval_every or max(1, self.steps // DEFAULT_EVALS)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> FinetuneConfig:
+        """Build a config from a mapping (a YAML section, CLI options); unknown keys are refused.
+
+        Example:
+            >>> FinetuneConfig.from_dict({"steps": 20, "schedule": "cosine"}).schedule
+            'cosine'
+        """
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown fine-tuning option(s) {unknown}; valid: {', '.join(valid)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for JSON reports and init metadata."""
+        return dataclasses.asdict(self)
+
+
+def check_optimizer(name: str) -> str:
+    """Lower-case ``name`` and check that timm's optimizer factory knows it.
+
+    Raises:
+        ConfigError: Naming the bad value, close matches, and every valid name.
+    """
+    from timm.optim import list_optimizers
+
+    if not isinstance(name, str):
+        raise ConfigError(f"optimizer must be a name such as 'adam', got {name!r}")
+    lowered = name.lower()
+    valid = list_optimizers()
+    # timm accepts a "lookahead_" prefix on any optimizer.
+    if lowered.removeprefix("lookahead_") not in valid:
+        close = difflib.get_close_matches(lowered, valid, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown optimizer {name!r}{hint}; valid (timm.optim.list_optimizers()): {', '.join(valid)}")
+    return lowered
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _as_float(name: str, value: Any) -> float:
+    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it like a number.
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")

@@ -1,0 +1,199 @@
+"""``finetune``: train a model or an init on a target task (the seed's ``train_tgt.py`` as an API)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task, TaskSpec, eval_batches
+from lsml_hub.errors import TrainingError
+from lsml_hub.finetune.config import FinetuneConfig
+from lsml_hub.finetune.model import InputConfig, resolve_model, set_train_mode, set_trainable
+from lsml_hub.finetune.optim import build_optimizer, build_scheduler
+from lsml_hub.finetune.result import EvalPoint, FinetuneResult
+from lsml_hub.finetune.target import Target
+
+logger = logging.getLogger(__name__)
+
+ModelOrInit = nn.Module | str | os.PathLike
+MIN_EVAL_BATCH = 64
+
+
+def finetune(
+    model_or_init: ModelOrInit,
+    target: Task | TaskSpec | str | Mapping[str, Any],
+    *,
+    steps: int = 1000,
+    batch_size: int = 128,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    weight_decay: float = 5e-4,
+    schedule: str = "step",
+    max_train_samples: int | None = None,
+    mode: str = "full",
+    eval_every: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    image_size: int | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune a model or an init on a target task and evaluate it along the way.
+
+    Defaults follow the seed paper's target training: Adam, lr 1e-3, weight decay 5e-4, batch 128,
+    1,000 steps, lr x 0.3 at 40/70/90 % of the steps (see :class:`FinetuneConfig` for every option).
+
+    Images are resized to the model's ``pretrained_cfg["input_size"]`` (the size the init was trained
+    at; conv nets take targets of any native size) and normalized with its ``mean``/``std``. Training
+    uses the task's augmentation (random crop after padding; flips for natural images). Runs are
+    deterministic on CPU for a given ``seed``: it seeds the new head, the batch order and augmentation,
+    and the limited-data subset.
+
+    Args:
+        model_or_init: A timm model (trained in place; its head is replaced by a fresh one for the
+            target's classes), anything :func:`lsml_hub.create_model` resolves (an init folder,
+            ``local-dir:``, ``hf-hub:``, a registry name), or ``"scratch:ARCH"`` for random weights.
+        target: A loaded :class:`~lsml_hub.data.Task` or a spec for :func:`~lsml_hub.data.load_task`.
+        steps, batch_size, optimizer, lr, weight_decay, schedule, max_train_samples, mode, eval_every,
+            seed, device, image_size: See :class:`FinetuneConfig`.
+        progress: Show a progress bar.
+
+    Returns:
+        A :class:`FinetuneResult` with ``.model``, ``.final``, ``.best`` and ``.history``.
+
+    Raises:
+        ConfigError: A bad option (unknown optimizer or schedule, ``steps <= 0``, ...) or model.
+        DataError: The target has an empty split, or fewer training samples than ``max_train_samples``.
+        TrainingError: The loss became NaN or infinite.
+
+    Example:
+        >>> import lsml_hub
+        >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=100,
+        ...                            batch_size=32, max_train_samples=100)  # doctest: +SKIP
+        >>> round(result.final.accuracy, 2), result.history[-1].step  # doctest: +SKIP
+        (0.81, 100)
+    """
+    config = FinetuneConfig(
+        steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+        schedule=schedule, max_train_samples=max_train_samples, mode=mode, eval_every=eval_every,
+        seed=seed, device=device, image_size=image_size,
+    )
+    result = run_finetune(model_or_init, Target(target), config, progress=progress)
+    logger.info("fine-tuned %s on %s: final accuracy %.4f, best %.4f at step %d (%.1f s)", result.source,
+                result.target["name"], result.final.accuracy, result.best.accuracy, result.best.step, result.seconds)
+    return result
+
+
+def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneConfig, *,
+                 progress: bool = True) -> FinetuneResult:
+    """:func:`finetune` with a checked config and a :class:`Target` (shared across runs by ``compare``)."""
+    target.check_train_samples(config.max_train_samples)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)  # the new head's (or a scratch model's) weights
+    model = resolve_model(model_or_init, target.task.num_classes,
+                          image_size=config.image_size or target.task.image_size)
+    inputs = InputConfig.of(model, config.image_size, fallback_size=target.task.image_size)
+    task = target.at_size(inputs.image_size)
+    train = target.train_tensors(inputs.image_size, config.max_train_samples, config.seed)
+    set_trainable(model, config.mode)
+    model.to(device)
+    start = time.perf_counter()
+    history = _train(model, task, train, inputs, config, device, progress)
+    return FinetuneResult(
+        model=model, history=history, config=config, target={**task.summary(), "train_samples": len(train)},
+        inputs=inputs, train_samples=len(train), seconds=time.perf_counter() - start,
+        source=_describe(model_or_init, model),
+    )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfig, config: FinetuneConfig,
+           device: torch.device, progress: bool) -> list[EvalPoint]:
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config)
+    stream = BatchStream(
+        train, config.batch_size, seed=config.seed, augment=Augment.for_size(inputs.image_size, task.hflip),
+        mean=inputs.mean, std=inputs.std, device=device,
+    )
+    history: list[EvalPoint] = []
+    # Summed on the device and read at eval points only, so a GPU step never waits for the host.
+    loss_sum, since = torch.zeros((), device=device), 0
+    set_train_mode(model, config.mode)
+    with tqdm(range(1, config.steps + 1), desc=f"fine-tune {task.name}", unit="step", disable=not progress,
+              leave=False) as bar:
+        for step in bar:
+            lr = optimizer.param_groups[0]["lr"]
+            loss_sum += _train_step(model, next(stream), optimizer)
+            scheduler.step()
+            since += 1
+            if step % config.eval_interval == 0 or step == config.steps:
+                point = _eval_point(model, task, inputs, config, device, step,
+                                    _finite_mean(loss_sum, since, step), lr)
+                history.append(point)
+                bar.set_postfix(loss=f"{point.train_loss:.3f}", acc=f"{point.eval_accuracy:.3f}")
+                loss_sum.zero_()
+                since = 0
+    return history
+
+
+def _train_step(model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    loss = F.cross_entropy(model(batch.images), batch.labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _eval_point(model: nn.Module, task: Task, inputs: InputConfig, config: FinetuneConfig, device: torch.device,
+                step: int, train_loss: float, lr: float) -> EvalPoint:
+    eval_loss, accuracy = evaluate(model, task.tensors("eval"), inputs, device, _eval_batch_size(config))
+    set_train_mode(model, config.mode)
+    logger.debug("step %d: train loss %.4f, eval loss %.4f, accuracy %.4f", step, train_loss, eval_loss, accuracy)
+    return EvalPoint(step, train_loss, eval_loss, accuracy, lr)
+
+
+def _eval_batch_size(config: FinetuneConfig) -> int:
+    # No gradients are kept in evaluation, so twice the training batch fits; tiny training batches
+    # are raised to MIN_EVAL_BATCH because per-call overhead dominates small forward passes.
+    return max(2 * config.batch_size, MIN_EVAL_BATCH)
+
+
+def _finite_mean(loss_sum: torch.Tensor, count: int, step: int) -> float:
+    value = loss_sum.item() / count
+    if not math.isfinite(value):
+        raise TrainingError(f"training loss became {value} by step {step}; lower lr (or check the target's labels)")
+    return value
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: ImageTensors, inputs: InputConfig, device: torch.device,
+             batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 accuracy of ``model`` on ``data`` (eval mode; restored by the caller)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for batch in eval_batches(data, batch_size, mean=inputs.mean, std=inputs.std, device=device):
+        logits = model(batch.images)
+        loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == batch.labels).sum()
+    return loss_sum.item() / len(data), correct.item() / len(data)
+
+
+def _describe(model_or_init: ModelOrInit, model: nn.Module) -> str:
+    if isinstance(model_or_init, nn.Module):
+        return (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+    return os.fspath(model_or_init)

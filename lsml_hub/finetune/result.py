@@ -1,0 +1,123 @@
+"""What a fine-tuning run returns: the model, its learning curve, and its final and best evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lsml_hub.finetune.config import FinetuneConfig
+from lsml_hub.finetune.model import InputConfig
+
+RESULT_FILE = "result.json"
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One evaluation during training.
+
+    Args:
+        step: Optimizer steps done.
+        train_loss: Mean training loss over the steps since the previous point.
+        eval_loss: Mean cross-entropy on the eval split.
+        eval_accuracy: Top-1 accuracy on the eval split, in [0, 1].
+        lr: Learning rate of the last step.
+    """
+
+    step: int
+    train_loss: float
+    eval_loss: float
+    eval_accuracy: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Eval accuracy (in [0, 1]) and loss at one step."""
+
+    step: int
+    accuracy: float
+    loss: float
+
+    @classmethod
+    def at(cls, point: EvalPoint) -> Metrics:
+        return cls(step=point.step, accuracy=point.eval_accuracy, loss=point.eval_loss)
+
+
+@dataclass
+class FinetuneResult:
+    """The outcome of :func:`lsml_hub.finetune`.
+
+    Attributes:
+        model: The fine-tuned model as of the last step (on the training device).
+        history: Eval points in step order; the last one is after the final step.
+        config: The settings it ran with.
+        target: Summary of the target task (name, source, sizes, image size used).
+        inputs: Image size and normalization the model was fed.
+        train_samples: Training samples used (the subset size in the limited-data regime).
+        seconds: Wall time of the training loop, evaluations included.
+        source: What was fine-tuned: the init string, ``"scratch:ARCH"``, or the model's architecture.
+
+    Example:
+        >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=50)  # doctest: +SKIP
+        >>> result.final.accuracy, result.best.step  # doctest: +SKIP
+        (0.86, 50)
+    """
+
+    model: nn.Module
+    history: list[EvalPoint]
+    config: FinetuneConfig
+    target: dict[str, Any]
+    inputs: InputConfig
+    train_samples: int
+    seconds: float = 0.0
+    source: str = ""
+
+    @property
+    def final(self) -> Metrics:
+        """Eval metrics after the last step."""
+        return Metrics.at(self.history[-1])
+
+    @property
+    def best(self) -> Metrics:
+        """The eval point with the highest accuracy (the earliest on ties)."""
+        return Metrics.at(max(self.history, key=lambda p: (p.eval_accuracy, -p.step)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the model, as plain data (for ``result.json``)."""
+        return {
+            "source": self.source,
+            "target": self.target,
+            "config": self.config.to_dict(),
+            "inputs": dataclasses.asdict(self.inputs),
+            "train_samples": self.train_samples,
+            "seconds": round(self.seconds, 3),
+            "final": dataclasses.asdict(self.final),
+            "best": dataclasses.asdict(self.best),
+            "history": [dataclasses.asdict(p) for p in self.history],
+        }
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``result.json`` and the fine-tuned weights (``model.safetensors``, head included) to ``out_dir``.
+
+        Example:
+            >>> result.save("runs/finetune_digits")  # doctest: +SKIP
+            PosixPath('runs/finetune_digits')
+        """
+        import safetensors.torch
+
+        from lsml_hub._io import atomic_write, atomic_write_json
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # Cloned: safetensors refuses tensors that share storage.
+        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        with atomic_write(out_dir / MODEL_FILE, "wb") as f:
+            f.write(safetensors.torch.save(state, metadata={"format": "pt"}))
+        atomic_write_json(out_dir / RESULT_FILE, self.to_dict())
+        return out_dir

@@ -1,0 +1,228 @@
+"""lsml_hub.compare: rows and baselines, the table, CSV, JSON and PNG, recording into init folders, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from huggingface_hub import constants
+from PIL import Image
+
+import lsml_hub
+from lsml_hub.cli import main
+from lsml_hub.data import load_task
+from lsml_hub.errors import ConfigError, DataError
+from lsml_hub.finetune import compare
+from lsml_hub.finetune.baselines import find_cached_pretrained, pretrained_baseline
+from lsml_hub.finetune.record import CARD_BEGIN, record_meta_test
+from lsml_hub.hub import verify_init
+
+TARGET = "builtin:digits?classes=0-4"  # 5 classes: 721 train / 180 eval samples
+TINY = dict(steps=6, batch_size=8, max_train_samples=30, eval_every=3, progress=False)
+GREY_INPUTS = {"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.25,) * 3}
+
+# The builtin cache of every fine-tuning test module: builtin:digits materializes once per session.
+SHARED_CACHE = "finetune_tests_lsml_hub_cache"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory):
+    """Temporary builtin cache, an empty Hugging Face cache, and one torch thread on the 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LSML_HUB_CACHE", str(tmp_path_factory.getbasetemp() / SHARED_CACHE))
+        mp.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf_cache")))
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def target():
+    return load_task(TARGET)
+
+
+@pytest.fixture(scope="module")
+def init_dir(tmp_path_factory):
+    torch.manual_seed(7)
+    model = timm.create_model("test_resnet", num_classes=0)
+    return lsml_hub.save_init(tmp_path_factory.mktemp("inits") / "meta", model,
+                              lsml={"algorithm": {"name": "cts"}}, pretrained_cfg=GREY_INPUTS)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory, target, init_dir):
+    """One comparison for the module: an init folder and an in-memory model, two seeds, both baselines."""
+    torch.manual_seed(8)
+    module = timm.create_model("test_resnet", num_classes=0, pretrained_cfg_overlay={"input_size": (3, 32, 32)})
+    module_before = {k: v.clone() for k, v in module.state_dict().items()}
+    sha_before = json.loads((init_dir / "config.json").read_text())["lsml"]["sha256"]
+    out = tmp_path_factory.mktemp("compare")
+    cmp = compare({"meta": str(init_dir), "module": module}, target, seeds=(0, 1), out_dir=out, record=True,
+                  **TINY)
+    return cmp, out, module, module_before, sha_before
+
+
+def test_rows_cover_inits_and_scratch_with_every_seed(compared):
+    cmp, _, module, module_before, _ = compared
+    assert [(r.name, r.kind, r.source) for r in cmp.rows] == [
+        ("meta", "init", cmp.rows[0].source), ("module", "init", "test_resnet"),
+        ("scratch", "scratch", "scratch:test_resnet"),
+    ]
+    assert all([run.seed for run in row.runs] == [0, 1] for row in cmp.rows)
+    assert "pretrained" in cmp.skipped and "Hugging Face cache" in cmp.skipped["pretrained"]
+    # scratch is fed exactly the first init's inputs (size, mean, std from its pretrained_cfg)
+    assert cmp.row("scratch").inputs == cmp.row("meta").inputs
+    assert cmp.row("scratch").inputs.std == (0.25, 0.25, 0.25) and cmp.row("scratch").inputs.image_size == 32
+    # an in-memory model is copied for each seed, never trained itself
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in module_before.items())
+    assert cmp.target["train_samples"] == 30 and cmp.seeds == [0, 1] and "seed" not in cmp.config
+
+
+def test_statistics_are_means_stds_and_paired_deltas(compared):
+    cmp = compared[0]
+    meta, scratch = cmp.row("meta"), cmp.row("scratch")
+    assert meta.final == (statistics.fmean(meta.final_accuracies), statistics.stdev(meta.final_accuracies))
+    diffs = [a - b for a, b in zip(meta.final_accuracies, scratch.final_accuracies)]
+    assert cmp.delta("meta") == pytest.approx((statistics.fmean(diffs), statistics.stdev(diffs)))
+    assert cmp.delta("scratch") is None
+    curve = meta.curve()
+    assert curve.steps == [3, 6]
+    assert curve.mean[-1] == pytest.approx(meta.final[0]) and curve.std[-1] == pytest.approx(meta.final[1])
+
+
+def test_table_shows_every_row_with_mean_and_std(compared):
+    cmp = compared[0]
+    lines = cmp.table().splitlines()
+    assert lines[0].startswith("target digits_0-4 (30 train / 180 eval samples), 6 steps, adam lr 0.001")
+    assert lines[1].split()[:2] == ["name", "kind"] and "Δ final vs scratch (pp)" in lines[1]
+    meta = cmp.row("meta")
+    assert lines[2].startswith("meta ") and f"{100 * meta.final[0]:.2f} ± {100 * meta.final[1]:.2f}" in lines[2]
+    assert lines[4].startswith("scratch ") and lines[4].endswith("-")
+    assert lines[5].startswith("(skipped pretrained: ")
+
+
+def test_csv_parses_with_means_and_per_seed_values(compared):
+    cmp, out = compared[:2]
+    with open(out / "comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == ["meta", "module", "scratch"]
+    for row, expected in zip(rows, cmp.rows):
+        per_seed = [float(row["final_acc_seed0"]), float(row["final_acc_seed1"])]
+        assert per_seed == expected.final_accuracies
+        assert float(row["final_acc_mean"]) == pytest.approx(statistics.fmean(per_seed))
+        assert float(row["best_acc_mean"]) >= float(row["final_acc_mean"]) - 1e-12
+        assert row["seeds"] == "2"
+    assert float(rows[0]["delta_vs_scratch_mean"]) == pytest.approx(cmp.delta("meta")[0])
+    assert rows[2]["delta_vs_scratch_mean"] == ""
+
+
+def test_json_holds_settings_rows_and_curves(compared):
+    cmp, out = compared[:2]
+    data = json.loads((out / "comparison.json").read_text())
+    assert data["seeds"] == [0, 1] and data["config"]["steps"] == 6
+    assert [r["name"] for r in data["rows"]] == ["meta", "module", "scratch"]
+    run = data["rows"][0]["runs"][1]
+    assert run["seed"] == 1 and [p["step"] for p in run["history"]] == [3, 6]
+    assert data["rows"][0]["final_accuracy"]["per_seed"] == cmp.row("meta").final_accuracies
+    assert set(data["files"]) == {"csv", "json", "plot"} and "pretrained" in data["skipped"]
+
+
+def test_curves_png_opens(compared):
+    out = compared[1]
+    with Image.open(out / "curves.png") as image:
+        assert image.format == "PNG" and image.size == (640, 400)
+        image.verify()
+
+
+def test_record_writes_meta_test_into_the_local_init_and_keeps_its_sha(compared, init_dir):
+    cmp, _, _, _, sha_before = compared
+    config = json.loads((init_dir / "config.json").read_text())
+    entry = config["lsml"]["meta_test"]["digits_0-4_n30"]
+    assert entry["final_accuracy"]["per_seed"] == cmp.row("meta").final_accuracies
+    assert entry["seeds"] == [0, 1] and entry["finetune"]["steps"] == 6 and entry["train_samples"] == 30
+    assert entry["baselines"]["scratch"]["final_accuracy_mean"] == cmp.row("scratch").final[0]
+    assert config["lsml"]["sha256"] == sha_before and config["lsml"]["algorithm"] == {"name": "cts"}
+    verify_init(init_dir)  # weights untouched: still verifies
+    card = (init_dir / "README.md").read_text()
+    meta = cmp.row("meta")
+    assert "## Meta-test results" in card and f"| digits_0-4 | 30 | 6 | 2 | {100 * meta.final[0]:.2f} ±" in card
+    assert card.index("## Meta-test results") < card.index("## Citation")
+
+    record_meta_test(cmp)  # recording again replaces the section instead of adding one
+    assert (init_dir / "README.md").read_text().count(CARD_BEGIN) == 1
+
+
+def test_pretrained_baseline_is_skipped_with_an_info_log_when_not_cached(caplog):
+    with caplog.at_level(logging.INFO, logger="lsml_hub.finetune.baselines"):
+        assert pretrained_baseline("test_resnet") is None
+    assert "skipping the pretrained baseline" in caplog.text and "test_resnet" in caplog.text
+
+
+def test_pretrained_baseline_loads_cached_timm_weights_without_network(tmp_path, monkeypatch, target, init_dir):
+    torch.manual_seed(3)
+    weights = timm.create_model("test_resnet").state_dict()
+    snapshot = tmp_path / "models--timm--test_resnet.r160_in1k" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    safetensors.torch.save_file(weights, snapshot / "model.safetensors")
+    (tmp_path / "models--timm--test_resnet.r160_in1k" / "refs").mkdir()
+    (tmp_path / "models--timm--test_resnet.r160_in1k" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+
+    found = find_cached_pretrained("test_resnet")
+    assert found.model_name == "test_resnet.r160_in1k" and found.path.name == "model.safetensors"
+    model = pretrained_baseline("test_resnet").make(5)
+    assert torch.equal(model.conv1[0].weight, weights["conv1.0.weight"]) and model.num_classes == 5
+
+    cmp = compare([str(init_dir)], target, baselines=("pretrained",), image_size=32,
+                  **{**TINY, "steps": 2, "eval_every": 2})
+    assert [(r.kind, r.source) for r in cmp.rows][1] == ("pretrained", "test_resnet.r160_in1k")
+    assert cmp.row("pretrained").inputs.mean == (0.5, 0.5, 0.5)  # its own pretrained_cfg, not the init's
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"seed": 1}, ConfigError, r"compare\(\) takes seeds=\(\.\.\.\), not seed="),
+        ({"seeds": ()}, ConfigError, r"seeds must be distinct integers, at least one; got \[\]"),
+        ({"baselines": ("imagenet",)}, ConfigError, r"bad baselines \['imagenet'\]; valid: scratch, pretrained"),
+        ({"stepz": 3}, ConfigError, r"unknown fine-tuning option\(s\) \['stepz'\]; valid: steps, "),
+        ({"schedule": "linear"}, ConfigError, r"unknown schedule 'linear'; valid: step, cosine, constant"),
+        ({"max_train_samples": 10_000}, DataError, r"max_train_samples=10000 but target 'digits_0-4' has 721"),
+    ],
+)
+def test_bad_arguments_fail_before_any_run(target, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        compare(["scratch:test_resnet"], target, **{**TINY, **kwargs})
+
+
+def test_init_names_must_be_unique_and_present(target):
+    with pytest.raises(ConfigError, match=r"init name 'scratch:test_resnet' appears twice"):
+        compare(["scratch:test_resnet", "scratch:test_resnet"], target, **TINY)
+    with pytest.raises(ConfigError, match=r"needs at least one init"):
+        compare([], target, **TINY)
+
+
+def test_cli_compare_prints_the_table_and_writes_files(tmp_path, init_dir, capsys):
+    rc = main(["compare", "--init", f"meta={init_dir}", "--init", "scratch:test_resnet", "--data", TARGET,
+               "--seeds", "0", "--baselines", "--steps", "2", "--batch-size", "8", "--max-train-samples", "20",
+               "--eval-every", "2", "--no-progress", "--out", str(tmp_path)])
+
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    assert "name" in stdout and "\nmeta " in stdout and "\nscratch:test_resnet " in stdout
+    assert f"wrote csv: {tmp_path / 'comparison.csv'}" in stdout
+    assert {p.name for p in tmp_path.iterdir()} == {"comparison.csv", "comparison.json", "curves.png"}
+
+
+def test_cli_compare_bad_baseline_is_one_line_and_exit_2(init_dir, capsys):
+    rc = main(["compare", "--init", str(init_dir), "--data", TARGET, "--baselines", "imagenet", "--no-progress"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        "lsml-hub compare: error: bad baselines ['imagenet']; valid: scratch, pretrained (each at most once)")

@@ -1,0 +1,95 @@
+"""``lsml-hub finetune`` through ``lsml_hub.cli.main`` and as a real ``python -m lsml_hub`` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+
+from lsml_hub.cli import main
+
+TARGET = "builtin:digits?classes=0-4"  # 5 classes: 721 train / 180 eval samples
+TINY = ["--steps", "6", "--batch-size", "8", "--max-train-samples", "30", "--eval-every", "3", "--no-progress"]
+
+# The builtin cache of every fine-tuning test module: builtin:digits materializes once per session.
+SHARED_CACHE = "finetune_tests_lsml_hub_cache"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory):
+    """Temporary builtin cache (inherited by subprocesses); one torch thread on the 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LSML_HUB_CACHE", str(tmp_path_factory.getbasetemp() / SHARED_CACHE))
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_finetune_prints_results_and_writes_result_and_weights(tmp_path, capsys):
+    out = tmp_path / "ft"
+    rc = main(["finetune", "--init", "scratch:test_resnet", "--data", TARGET, *TINY, "--lr", "0.01",
+               "--schedule", "cosine", "--out", str(out)])
+
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    assert "digits_0-4: 30 train samples, 6 steps, 32 px" in stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["source"] == "scratch:test_resnet"
+    assert [p["step"] for p in result["history"]] == [3, 6]
+    assert result["config"]["schedule"] == "cosine" and result["config"]["lr"] == 0.01
+    assert f"final accuracy {100 * result['final']['accuracy']:.2f}%" in stdout
+    model = timm.create_model("test_resnet", num_classes=5)
+    model.load_state_dict(safetensors.torch.load_file(out / "model.safetensors"), strict=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--schedule", "warmup"], "unknown schedule 'warmup'; valid: step, cosine, constant"),
+        (["--optimizer", "sgdd"], "unknown optimizer 'sgdd' (did you mean sgd"),
+        (["--steps", "0"], "steps must be a positive integer, got 0"),
+        (["--max-train-samples", "9999"], "max_train_samples=9999 but target 'digits_0-4' has 721 training"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    rc = main(["finetune", "--init", "scratch:test_resnet", "--data", TARGET, *TINY, *args])
+
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lsml-hub finetune: error: ") and message in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_cli_unknown_init_is_one_line_and_exit_2(tmp_path, capsys):
+    rc = main(["finetune", "--init", str(tmp_path / "missing"), "--data", TARGET, *TINY])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lsml-hub finetune: error: init folder") and "does not exist" in err
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lsml_hub", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+@pytest.mark.slow
+def test_python_m_lsml_hub_finetune_runs_end_to_end(tmp_path):
+    proc = _run("finetune", "--init", "scratch:test_resnet", "--data", TARGET, *TINY, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "final accuracy" in proc.stdout
+    assert json.loads((tmp_path / "result.json").read_text())["train_samples"] == 30
+
+
+@pytest.mark.slow
+def test_python_m_lsml_hub_finetune_bad_input_exits_2_without_traceback():
+    proc = _run("finetune", "--init", "scratch:test_resnet", "--data", TARGET, "--steps", "-1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "lsml-hub finetune: error: steps must be a positive integer, got -1"
