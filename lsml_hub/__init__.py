@@ -28,8 +28,8 @@ _LAZY = {
     "get_init": "lsml_hub.hub",
     "push_to_hub": "lsml_hub.hub",
     "meta_train": "lsml_hub.training",
-    "finetune": "lsml_hub.finetune",
-    "compare": "lsml_hub.finetune",
+    "finetune": "lsml_hub.metatest",
+    "compare": "lsml_hub.metatest",
 }
 
 __all__ = ["__version__", *_LAZY]

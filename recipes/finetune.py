@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from lsml_hub.errors import ConfigError, LsmlHubError
-from lsml_hub.finetune import FinetuneConfig
-from lsml_hub.finetune.loop import run_finetune
-from lsml_hub.finetune.target import Target
+from lsml_hub.metatest import FinetuneConfig
+from lsml_hub.metatest.loop import run_finetune
+from lsml_hub.metatest.target import Target
 from lsml_hub.training.config import apply_overrides
 
 KEYS = ("init", "target", "output_dir", "finetune")

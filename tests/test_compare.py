@@ -18,10 +18,10 @@ import lsml_hub
 from lsml_hub.cli import main
 from lsml_hub.data import load_task
 from lsml_hub.errors import ConfigError, DataError
-from lsml_hub.finetune import compare
-from lsml_hub.finetune.baselines import find_cached_pretrained, pretrained_baseline
-from lsml_hub.finetune.record import CARD_BEGIN, record_meta_test
 from lsml_hub.hub import verify_init
+from lsml_hub.metatest import compare
+from lsml_hub.metatest.baselines import find_cached_pretrained, pretrained_baseline
+from lsml_hub.metatest.record import CARD_BEGIN, record_meta_test
 
 TARGET = "builtin:digits?classes=0-4"  # 5 classes: 721 train / 180 eval samples
 TINY = dict(steps=6, batch_size=8, max_train_samples=30, eval_every=3, progress=False)
@@ -160,7 +160,7 @@ def test_record_writes_meta_test_into_the_local_init_and_keeps_its_sha(compared,
 
 
 def test_pretrained_baseline_is_skipped_with_an_info_log_when_not_cached(caplog):
-    with caplog.at_level(logging.INFO, logger="lsml_hub.finetune.baselines"):
+    with caplog.at_level(logging.INFO, logger="lsml_hub.metatest.baselines"):
         assert pretrained_baseline("test_resnet") is None
     assert "skipping the pretrained baseline" in caplog.text and "test_resnet" in caplog.text
 

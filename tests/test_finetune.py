@@ -14,10 +14,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import lsml_hub
 from lsml_hub.data import load_task
 from lsml_hub.errors import ConfigError, DataError
-from lsml_hub.finetune import FinetuneConfig, Metrics, finetune
-from lsml_hub.finetune.model import InputConfig, adapt_to_rgb, set_trainable
-from lsml_hub.finetune.optim import build_optimizer, build_scheduler, step_milestones
-from lsml_hub.finetune.target import Target
+from lsml_hub.metatest import FinetuneConfig, Metrics, finetune
+from lsml_hub.metatest.model import InputConfig, adapt_to_rgb, set_trainable
+from lsml_hub.metatest.optim import build_optimizer, build_scheduler, step_milestones
+from lsml_hub.metatest.target import Target
 
 # A tiny run: 50 stratified samples of the digits, 20 steps of 16, two evaluations.
 TINY = dict(steps=20, batch_size=16, max_train_samples=50, eval_every=10, progress=False)
@@ -153,8 +153,8 @@ def test_config_defaults_follow_the_seed_and_match_the_function_signature():
         assert params[field.name].default == field.default, field.name
 
 
-def test_lsml_hub_finetune_is_callable_even_after_the_package_was_imported(digits):
-    import lsml_hub.finetune as package  # binds the package to lsml_hub.finetune
+def test_lsml_hub_finetune_is_the_function_even_after_the_package_was_imported(digits):
+    import lsml_hub.metatest as package
 
     result = lsml_hub.finetune("scratch:test_resnet", digits, **{**TINY, "steps": 2, "eval_every": 2})
     assert [p.step for p in result.history] == [2]

@@ -38,7 +38,7 @@ def recipe_main():
 def test_recipe_config_holds_the_seed_defaults():
     import yaml
 
-    from lsml_hub.finetune import FinetuneConfig
+    from lsml_hub.metatest import FinetuneConfig
 
     values = yaml.safe_load(CONFIG.read_text())
     config = FinetuneConfig.from_dict(values["finetune"])

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_finetune_options(p: argparse.ArgumentParser, *, seed: bool) -> None:
-    from lsml_hub.finetune.config import MODES, SCHEDULES, FinetuneConfig
+    from lsml_hub.metatest.config import MODES, SCHEDULES, FinetuneConfig
 
     d = FinetuneConfig()
     g = p.add_argument_group("fine-tuning")
@@ -74,7 +74,7 @@ def _finetune_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from lsml_hub.finetune import finetune
+    from lsml_hub.metatest import finetune
 
     result = finetune(args.init, args.data, progress=args.progress, **_finetune_kwargs(args))
     final, best = result.final, result.best
@@ -108,7 +108,7 @@ def parse_named_inits(values: list[str]) -> list[str] | dict[str, str]:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from lsml_hub.finetune import compare
+    from lsml_hub.metatest import compare
 
     comparison = compare(
         parse_named_inits(args.inits), args.data, seeds=args.seeds, baselines=args.baselines, out_dir=args.out,

@@ -16,10 +16,10 @@ from typing import Any
 
 from lsml_hub._io import atomic_write, atomic_write_json
 from lsml_hub.errors import InitError
-from lsml_hub.finetune.comparison import INIT, Comparison, ComparisonRow
-from lsml_hub.finetune.model import SCRATCH_PREFIX
 from lsml_hub.hub.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.resolve import LOCAL_DIR, parse_init
+from lsml_hub.metatest.comparison import INIT, Comparison, ComparisonRow
+from lsml_hub.metatest.model import SCRATCH_PREFIX
 from lsml_hub.version import __version__
 
 logger = logging.getLogger(__name__)

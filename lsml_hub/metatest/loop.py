@@ -16,11 +16,11 @@ from tqdm.auto import tqdm
 
 from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task, TaskSpec, eval_batches
 from lsml_hub.errors import TrainingError
-from lsml_hub.finetune.config import FinetuneConfig
-from lsml_hub.finetune.model import InputConfig, resolve_model, set_train_mode, set_trainable
-from lsml_hub.finetune.optim import build_optimizer, build_scheduler
-from lsml_hub.finetune.result import EvalPoint, FinetuneResult
-from lsml_hub.finetune.target import Target
+from lsml_hub.metatest.config import FinetuneConfig
+from lsml_hub.metatest.model import InputConfig, resolve_model, set_train_mode, set_trainable
+from lsml_hub.metatest.optim import build_optimizer, build_scheduler
+from lsml_hub.metatest.result import EvalPoint, FinetuneResult
+from lsml_hub.metatest.target import Target
 
 logger = logging.getLogger(__name__)
 

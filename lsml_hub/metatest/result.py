@@ -10,8 +10,8 @@ from typing import Any
 
 from torch import nn
 
-from lsml_hub.finetune.config import FinetuneConfig
-from lsml_hub.finetune.model import InputConfig
+from lsml_hub.metatest.config import FinetuneConfig
+from lsml_hub.metatest.model import InputConfig
 
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.safetensors"

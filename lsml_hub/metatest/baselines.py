@@ -16,8 +16,8 @@ import timm
 from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
-from lsml_hub.finetune.comparison import PRETRAINED, SCRATCH
-from lsml_hub.finetune.model import InputConfig, create_scratch
+from lsml_hub.metatest.comparison import PRETRAINED, SCRATCH
+from lsml_hub.metatest.model import InputConfig, create_scratch
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from lsml_hub._io import atomic_write
-from lsml_hub.finetune.comparison import Comparison
+from lsml_hub.metatest.comparison import Comparison
 
 FIGSIZE = (6.4, 4.0)
 DPI = 100  # 640 x 400 pixels

@@ -7,7 +7,7 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler, MultiStepLR
 
-from lsml_hub.finetune.config import STEP_GAMMA, STEP_MILESTONES, FinetuneConfig
+from lsml_hub.metatest.config import STEP_GAMMA, STEP_MILESTONES, FinetuneConfig
 
 
 def build_optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Optimizer:

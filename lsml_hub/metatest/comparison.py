@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsml_hub.errors import ConfigError
-from lsml_hub.finetune.model import InputConfig
-from lsml_hub.finetune.result import EvalPoint, FinetuneResult, Metrics
+from lsml_hub.metatest.model import InputConfig
+from lsml_hub.metatest.result import EvalPoint, FinetuneResult, Metrics
 
 # Row kinds: a user's init, and the two baselines.
 INIT, SCRATCH, PRETRAINED = "init", "scratch", "pretrained"
@@ -118,7 +118,7 @@ class Comparison:
         config: Fine-tuning settings shared by all runs (``seed`` varies, so it is left out).
         rows: Inits first, in the order given, then baselines.
         skipped: Baselines that could not run, with the reason (e.g. weights not cached).
-        files: Paths written by :func:`lsml_hub.finetune.report.write_report`, by kind.
+        files: Paths written by :func:`lsml_hub.metatest.report.write_report`, by kind.
 
     Example:
         >>> cmp = lsml_hub.compare(["runs/demo/cts/init"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
@@ -158,7 +158,7 @@ class Comparison:
 
     def table(self) -> str:
         """The comparison as an aligned plain-text table (accuracies in %)."""
-        from lsml_hub.finetune.report import format_table
+        from lsml_hub.metatest.report import format_table
 
         return format_table(self)
 

@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 
 from lsml_hub.data import Task, TaskSpec
 from lsml_hub.errors import ConfigError
-from lsml_hub.finetune.baselines import BASELINES, Baseline, pretrained_baseline, scratch_baseline
-from lsml_hub.finetune.comparison import INIT, PRETRAINED, SCRATCH, Comparison, ComparisonRow, SeedRun
-from lsml_hub.finetune.config import FinetuneConfig
-from lsml_hub.finetune.loop import ModelOrInit, run_finetune
-from lsml_hub.finetune.model import InputConfig, architecture_of
-from lsml_hub.finetune.result import FinetuneResult
-from lsml_hub.finetune.target import Target
+from lsml_hub.metatest.baselines import BASELINES, Baseline, pretrained_baseline, scratch_baseline
+from lsml_hub.metatest.comparison import INIT, PRETRAINED, SCRATCH, Comparison, ComparisonRow, SeedRun
+from lsml_hub.metatest.config import FinetuneConfig
+from lsml_hub.metatest.loop import ModelOrInit, run_finetune
+from lsml_hub.metatest.model import InputConfig, architecture_of
+from lsml_hub.metatest.result import FinetuneResult
+from lsml_hub.metatest.target import Target
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def compare(
             ``lr``...), shared by every run; ``seed`` is set per run from ``seeds``.
 
     Returns:
-        A :class:`~lsml_hub.finetune.comparison.Comparison`; ``.table()`` renders it as text.
+        A :class:`~lsml_hub.metatest.comparison.Comparison`; ``.table()`` renders it as text.
 
     Raises:
         ConfigError: No init, duplicate names, an unknown baseline, or a bad fine-tuning option.
@@ -110,11 +110,11 @@ def compare(
         skipped=skipped,
     )
     if out_dir is not None:
-        from lsml_hub.finetune.report import write_report
+        from lsml_hub.metatest.report import write_report
 
         write_report(comparison, out_dir)
     if record:
-        from lsml_hub.finetune.record import record_meta_test
+        from lsml_hub.metatest.record import record_meta_test
 
         record_meta_test(comparison)
     logger.debug("%s", comparison.table())

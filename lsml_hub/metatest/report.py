@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from lsml_hub._io import atomic_write, atomic_write_json
-from lsml_hub.finetune.comparison import Comparison, ComparisonRow
+from lsml_hub.metatest.comparison import Comparison, ComparisonRow
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str
         >>> write_report(cmp, "runs/compare_digits")["csv"]  # doctest: +SKIP
         'runs/compare_digits/comparison.csv'
     """
-    from lsml_hub.finetune.plot import plot_curves
+    from lsml_hub.metatest.plot import plot_curves
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

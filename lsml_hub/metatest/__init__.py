@@ -1,0 +1,50 @@
+"""Meta-testing: fine-tune an init on a target task, and compare inits side by side.
+
+Names are imported on first use, so that the CLI can read :class:`FinetuneConfig` defaults without
+loading ``datasets``. The package is called ``metatest`` (the paper's word for this stage) so that
+``lsml_hub.finetune`` stays the function, whatever was imported before.
+
+Example:
+    >>> import lsml_hub
+    >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=100)  # doctest: +SKIP
+    >>> cmp = lsml_hub.compare(["runs/demo/cts/init"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
+    >>> print(cmp.table())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it; resolved lazily by __getattr__.
+_LAZY = {
+    "finetune": "lsml_hub.metatest.loop",
+    "compare": "lsml_hub.metatest.compare_inits",
+    "FinetuneConfig": "lsml_hub.metatest.config",
+    "MODES": "lsml_hub.metatest.config",
+    "SCHEDULES": "lsml_hub.metatest.config",
+    "FinetuneResult": "lsml_hub.metatest.result",
+    "EvalPoint": "lsml_hub.metatest.result",
+    "Metrics": "lsml_hub.metatest.result",
+    "Comparison": "lsml_hub.metatest.comparison",
+    "ComparisonRow": "lsml_hub.metatest.comparison",
+    "Curve": "lsml_hub.metatest.comparison",
+    "SeedRun": "lsml_hub.metatest.comparison",
+    "write_report": "lsml_hub.metatest.report",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lsml_hub.metatest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    # A submodule called like the name ("compare") would otherwise shadow the function once imported.
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
