@@ -1,0 +1,88 @@
+"""One process vs a real two-process ``torchrun``: the same φ, BatchNorm averages and metrics.
+
+Three tasks on two ranks (rank 0 holds tasks 0 and 2, rank 1 holds task 1): the meta-update must average
+over tasks, not ranks, or the two runs part ways at the first step.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from _training_helpers import (
+    RECIPE,
+    TINY_TASKS,
+    TORCHRUN,
+    assert_same_tensors,
+    finish,
+    init_tensors,
+    one_thread,
+    small_config,
+    start,
+    subprocess_env,
+    training_caches,
+)
+
+import lsml_hub
+from lsml_hub.training.checkpoint import Checkpoint
+from lsml_hub.training.metrics import read_metrics
+
+TASKS = [TINY_TASKS["latin_upper"], TINY_TASKS["greek"], TINY_TASKS["printed_digits"]]
+NAMES = ["latin_upper", "greek", "printed_digits"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _caches(tmp_path_factory):
+    with training_caches(tmp_path_factory) as root, one_thread():
+        yield root
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_one_process_and_torchrun_two_processes_agree(tmp_path, tmp_path_factory):
+    def config(out):
+        return small_config(out, tasks=TASKS, steps=8, eval_every=4, checkpoint_every=4, log_every=2,
+                            algorithm={"name": "cts", "meta_lr": 0.5, "aggregate_period": 1, "reset_period": 3})
+
+    single = lsml_hub.meta_train(config(tmp_path / "one"))  # also renders the tasks for the workers
+
+    out = tmp_path / "two"
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(yaml.safe_dump(config(out)))
+    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [str(TORCHRUN.with_name("python")), "-m",
+                                                           "torch.distributed.run"]
+    log = tmp_path / "torchrun.log"
+    proc = start([*launcher, "--standalone", "--nproc-per-node=2", str(RECIPE), str(cfg)],
+                 subprocess_env(tmp_path_factory), log)
+    finish(proc, log)
+
+    # φ and the exported init (φ plus BatchNorm statistics averaged over the three tasks)
+    assert_same_tensors(init_tensors(out / "init"), init_tensors(single.init_dir), atol=1e-5)
+    one, two = Checkpoint.load(single.output_dir / "checkpoints" / "last.pt"), Checkpoint.load(
+        out / "checkpoints" / "last.pt")
+    assert one.step == two.step == 8 and sorted(two.tasks) == [0, 1, 2]  # rank 0 gathered every task
+    torch.testing.assert_close(two.phi, one.phi, rtol=0, atol=1e-5)
+    for i in range(3):
+        assert_same_tensors(two.tasks[i]["model"], one.tasks[i]["model"], atol=1e-5)
+        assert two.tasks[i]["stream"] == one.tasks[i]["stream"]
+
+    # One metrics file, written by rank 0 alone, with every task in it.
+    records = read_metrics(out / "metrics.jsonl")
+    reference = read_metrics(single.output_dir / "metrics.jsonl")
+    assert [(r["step"], r["kind"], r.get("task")) for r in records] == \
+        [(r["step"], r["kind"], r.get("task")) for r in reference]
+    assert [r["task"] for r in records if r["kind"] == "eval" and r["step"] == 8] == NAMES
+    for r, ref in zip(records, reference):
+        if r["kind"] == "train":
+            assert list(r["task_loss"]) == NAMES  # task order, not rank order
+            assert r["loss"] == pytest.approx(ref["loss"], abs=1e-4)
+            assert r["meta_update_norm"] == pytest.approx(ref["meta_update_norm"], rel=1e-4)
+        else:
+            assert r["accuracy"] == pytest.approx(ref["accuracy"], abs=1 / 16 + 1e-9)
+
+    lsml = json.loads((out / "init" / "config.json").read_text())["lsml"]
+    assert lsml["world_size"] == 2 and [t["name"] for t in lsml["source_tasks"]] == NAMES
+    assert list(lsml["final_metrics"]) == NAMES
+    assert lsml["steps"] == 8
