@@ -110,8 +110,14 @@ RESUMABLE_KEYS = ("steps", "output_dir", "eval_every", "eval_batches", "checkpoi
 
 
 def identity(config: MetaTrainConfig) -> dict[str, Any]:
-    """The part of the config a checkpoint must agree with to be resumed."""
-    return {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
+    """The part of the config a checkpoint must agree with to be resumed.
+
+    The algorithm enters with its defaults filled in, so equivalent spellings (Reptile with or without
+    ``aggregate_period``) resume each other.
+    """
+    out = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
+    out["algorithm"] = build_algorithm(config.algorithm).hyperparameters()
+    return out
 
 
 def _is_int(value: Any) -> bool:
@@ -159,6 +165,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
         {'algorithm': {'name': 'cts', 'meta_lr': 0.1}, 'steps': 5}
     """
     values = copy.deepcopy(dict(values))  # the caller's mapping (and the mappings inside it) stay as they were
+    if isinstance(values.get("algorithm"), str):  # "algorithm: reptile" is short for {name: reptile}
+        values["algorithm"] = {"name": values["algorithm"]}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:

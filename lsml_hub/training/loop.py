@@ -15,6 +15,7 @@ from timm.data import resolve_data_config
 from tqdm.auto import tqdm
 
 from lsml_hub import distributed
+from lsml_hub._io import atomic_write
 from lsml_hub.algorithms import MetaAlgorithm, build_algorithm
 from lsml_hub.data import load_task
 from lsml_hub.distributed import DistContext
@@ -173,10 +174,10 @@ class MetaTrainer:
     def _prepare_output(self) -> None:
         path = checkpoint_path(self.out)
         if path.exists():
-            self._resume(path)
-        elif self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            self._resume(path)  # refuses a different config before anything is written
+        if self.ctx.is_main:
+            with atomic_write(self.out / "config.yaml", "w") as f:  # a resume may have raised steps
+                yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
         distributed.barrier(self.ctx)
 
     def _resume(self, path: Path) -> None:
