@@ -19,8 +19,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof 1; 0.0 for a single value).
 
     Example:
-        >>> mean_std([0.5, 0.6, 0.7])
-        (0.6, 0.09999999999999998)
+        >>> [round(x, 6) for x in mean_std([0.5, 0.6, 0.7])]
+        [0.6, 0.1]
     """
     if not values:
         raise ValueError("mean_std of no values")
