@@ -13,6 +13,8 @@ from huggingface_hub import ModelCard
 import lsml_hub
 from lsml_hub.errors import ConfigError, InitError, IntegrityError
 from lsml_hub.hub import sha256_file, verify_init
+from lsml_hub.hub.card import build_model_card
+from lsml_hub.hub.config import InitConfig
 from lsml_hub.version import __version__
 
 
@@ -65,6 +67,29 @@ def test_model_card_metadata_usage_and_citation(hub_make_init):
         assert snippet in card.text
     assert "@InProceedings{pmlr-v139-shin21a" in card.text
     assert "Continual Trajectory Shifting" in card.text
+
+
+def _timm_snippet(card_text: str) -> str:
+    timm_part = card_text[card_text.index("## Usage"):card_text.index("With lsml-hub")]
+    start = timm_part.index("```python\n") + len("```python\n")
+    return timm_part[start:timm_part.index("\n```", start)]
+
+
+@pytest.mark.parametrize("arch", ["resnet20_cifar", "resnet56_cifar"])
+def test_timm_snippet_imports_lsml_hub_first_for_the_architectures_it_registers(arch):
+    card = build_model_card(InitConfig(arch, {}, {"algorithm": {"name": "cts"}}), repo_id="me/x")
+    snippet = _timm_snippet(card.text)
+    assert snippet.splitlines()[:2] == [f"import lsml_hub  # registers {arch} with timm", "import timm"]
+    assert 'timm.create_model("hf-hub:me/x", pretrained=True' in snippet
+    assert "With timm alone" not in card.text
+
+
+@pytest.mark.parametrize("arch", ["test_resnet", "resnet18"])
+def test_timm_snippet_stays_timm_only_for_timm_architectures(arch):
+    card = build_model_card(InitConfig(arch, {}, {"algorithm": {"name": "cts"}}), repo_id="me/x")
+    snippet = _timm_snippet(card.text)
+    assert "With timm alone:" in card.text
+    assert snippet.splitlines()[0] == "import timm" and "lsml_hub" not in snippet
 
 
 def test_saving_again_replaces_the_init_whole(hub_make_init, hub_trained_model):

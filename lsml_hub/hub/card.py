@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import timm
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -160,15 +161,36 @@ def _metrics_block(lsml: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def registered_by_lsml_hub(architecture: str) -> bool:
+    """Whether ``architecture`` is one that lsml_hub registers with timm (timm alone does not know it).
+
+    Example:
+        >>> registered_by_lsml_hub("resnet20_cifar"), registered_by_lsml_hub("test_resnet")
+        (True, False)
+    """
+    try:
+        module = timm.models.model_entrypoint(architecture).__module__
+    except RuntimeError:  # not a timm architecture at all: importing lsml_hub would not help either
+        return False
+    return module == "lsml_hub" or module.startswith("lsml_hub.")
+
+
 def _usage(config: InitConfig, repo_id: str) -> str:
     note = (f"\nReplace `{REPO_PLACEHOLDER}` with the Hub id this folder was pushed to.\n"
             if repo_id == REPO_PLACEHOLDER else "")
+    arch = config.architecture
+    if registered_by_lsml_hub(arch):
+        timm_title = f"With timm (`{arch}` is defined by lsml-hub: importing it registers the architecture)"
+        timm_imports = f"import lsml_hub  # registers {arch} with timm\nimport timm"
+    else:
+        timm_title = "With timm alone"
+        timm_imports = "import timm"
     return f"""## Usage
 {note}
-With timm alone:
+{timm_title}:
 
 ```python
-import timm
+{timm_imports}
 
 model = timm.create_model("hf-hub:{repo_id}", pretrained=True, num_classes=10)
 data_config = timm.data.resolve_data_config({{}}, model=model)  # input size, mean, std of the init
