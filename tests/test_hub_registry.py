@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import timm
+import yaml
 
+from lsml_hub.data import TaskSpec
 from lsml_hub.errors import ConfigError, InitError
 from lsml_hub.hub import InitEntry, get_init, list_inits, parse_init, register_init
 from lsml_hub.hub import registry as registry_module
@@ -25,6 +27,29 @@ def test_entries_are_typed_and_named_arch_dot_tag():
         assert e.name == f"{e.architecture}.{e.tag}"
         assert timm.is_model(e.architecture)
         assert e.hf_hub_id.count("/") == 1 and len(e.input_size) == 3 and e.source_tasks
+
+
+# The recipe that makes each planned init; its tasks are the entry's source tasks.
+RECIPE_OF = {
+    "resnet20_cifar.cts_paper8": "paper_cts.yaml",
+    "resnet20_cifar.reptile_paper8": "paper_reptile.yaml",
+    "test_resnet.cts_glyphs4": "cpu_demo.yaml",
+}
+
+
+@pytest.mark.parametrize(("name", "recipe"), sorted(RECIPE_OF.items()))
+def test_planned_entries_agree_with_their_recipes(name, recipe):
+    config = yaml.safe_load((REPO_ROOT / "recipes" / "configs" / recipe).read_text())
+    entry = get_init(name)
+    task_names = tuple(TaskSpec.parse(task).display_name for task in config["tasks"])
+    assert entry.source_tasks == task_names
+    assert entry.architecture == config["model"]
+    assert entry.algorithm == config["algorithm"]["name"]
+    assert entry.input_size == (3, config["input_size"], config["input_size"])
+
+
+def test_every_builtin_entry_has_a_recipe():
+    assert {e.name for e in list_inits() if e.hf_hub_id.startswith("lsml-hub/")} == set(RECIPE_OF)
 
 
 def test_get_init_returns_the_entry():
