@@ -35,6 +35,7 @@ class RecordingHub:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, dict]] = []
         self.fail_on: str | None = None
+        self.error: Exception | None = None  # raised by fail_on; default a 403 from the Hub
         for name in ("create_repo", "create_branch", "upload_folder", "create_tag"):
             monkeypatch.setattr(HfApi, name, self._recorder(name))
 
@@ -43,7 +44,7 @@ class RecordingHub:
 
         def method(api: HfApi, *args, **kwargs):
             if hub.fail_on == name:
-                raise http_error(403, "403 Forbidden: you cannot write to this repo\nmore details")
+                raise hub.error or http_error(403, "403 Forbidden: you cannot write to this repo\nmore details")
             kwargs.update(library_name=api.library_name, library_version=api.library_version, token=api.token)
             if args:
                 kwargs["repo_id"] = args[0]
@@ -143,6 +144,58 @@ def test_a_refused_request_is_one_line(hub_make_init, hub_fake):
     with pytest.raises(PushError, match=r"push to 'owner/name' failed: 403 Forbidden") as err:
         lsml_hub.push_to_hub(hub_make_init(), "owner/name", token=TOKEN)
     assert "\n" not in str(err.value)
+
+
+def http_client():
+    """huggingface_hub's own HTTP client module (httpx, or its fork httpx2 in huggingface_hub 2.x)."""
+    return importlib.import_module(hf_errors.Response.__module__.split(".")[0])
+
+
+def connect_error() -> Exception:
+    client = http_client()
+    request = client.Request("POST", "https://huggingface.co/api/repos/create")
+    return client.ConnectError("[Errno -3] Temporary failure in name resolution\nmore", request=request)
+
+
+@pytest.mark.parametrize("method", ["create_repo", "upload_folder"])
+def test_offline_mode_is_one_line_saying_to_unset_hf_hub_offline(hub_make_init, hub_fake, method):
+    hub_fake.fail_on = method
+    hub_fake.error = hf_errors.OfflineModeIsEnabled("Cannot reach https://huggingface.co/api/repos/create: "
+                                                    "offline mode is enabled.\nTo disable it ...")
+    with pytest.raises(PushError, match=r"cannot push to 'owner/name': .*offline mode .*unset HF_HUB_OFFLINE") as err:
+        lsml_hub.push_to_hub(hub_make_init(), "owner/name", token=TOKEN)
+    assert "\n" not in str(err.value)
+
+
+def test_real_offline_mode_is_refused_before_any_connection(hub_make_init, hub_offline_cache, monkeypatch):
+    # No fake: huggingface_hub's own request hook refuses the first request (create_repo) offline.
+    def no_connection(*args, **kwargs):
+        raise AssertionError("a connection was attempted in offline mode")
+
+    monkeypatch.setattr(socket, "create_connection", no_connection)
+    with pytest.raises(PushError, match=r"cannot push to 'owner/name': .*unset HF_HUB_OFFLINE") as err:
+        lsml_hub.push_to_hub(hub_make_init(), "owner/name", token=TOKEN)
+    assert "\n" not in str(err.value) and TOKEN not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        connect_error(),
+        http_client().ConnectTimeout("timed out"),
+        ConnectionError("[Errno 111] Connection refused"),
+        OSError(101, "Network is unreachable"),
+    ],
+    ids=["connect-error", "timeout", "connection-error", "os-error"],
+)
+@pytest.mark.parametrize("method", ["create_repo", "create_branch", "upload_folder", "create_tag"])
+def test_an_unreachable_hub_is_one_line_saying_to_check_the_network(hub_make_init, hub_fake, method, error):
+    hub_fake.fail_on = method
+    hub_fake.error = error
+    with pytest.raises(PushError, match=r"cannot push to 'owner/name': the Hugging Face Hub cannot be reached "
+                                        r"\(.+\); check the network connection") as err:
+        lsml_hub.push_to_hub(hub_make_init(), "owner/name", revision="dev", tag="v1", token=TOKEN)
+    assert "\n" not in str(err.value) and TOKEN not in str(err.value)
 
 
 def _hub_reachable() -> bool:

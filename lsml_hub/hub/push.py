@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub import errors as hf_errors
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
 
 from lsml_hub.errors import LsmlHubError
@@ -22,7 +24,17 @@ logger = logging.getLogger(__name__)
 
 
 class PushError(LsmlHubError):
-    """An init cannot be pushed: no token, a bad repo id, or the Hub refused the request."""
+    """An init cannot be pushed: no token, a bad repo id, offline, the Hub unreachable or refusing the request."""
+
+
+def _client_http_error() -> type[Exception]:
+    # The base error of huggingface_hub's own HTTP client (httpx, or its fork httpx2 in huggingface_hub
+    # 2.x): connection failures and timeouts that no HfHubHTTPError wraps are raised as its subclasses.
+    client = importlib.import_module(hf_errors.Response.__module__.split(".")[0])
+    return getattr(client, "HTTPError", OSError)
+
+
+_CLIENT_HTTP_ERROR = _client_http_error()
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,8 @@ def push_to_hub(
 
     Raises:
         InitError: The folder is not a valid init (missing file, sha256 mismatch).
-        PushError: No token, a malformed repo id, or the Hub refused a request.
+        PushError: No token, a malformed repo id, offline mode (``HF_HUB_OFFLINE``), the Hub cannot
+            be reached, or the Hub refused a request.
 
     Example:
         >>> push_to_hub("runs/demo/publish", "me/resnet20_cifar.cts_demo", tag="v1")  # doctest: +SKIP
@@ -95,8 +108,14 @@ def push_to_hub(
     api = huggingface_hub.HfApi(token=token, library_name=LIBRARY_NAME, library_version=__version__)
     try:
         return _upload(api, Path(init_dir), repo_id, private, revision, message, tag)
-    except HfHubHTTPError as err:
+    except OfflineModeIsEnabled:
+        raise PushError(f"cannot push to {repo_id!r}: huggingface_hub is in offline mode (HF_HUB_OFFLINE is "
+                        "set); unset HF_HUB_OFFLINE and retry") from None
+    except HfHubHTTPError as err:  # the Hub answered, and refused
         raise PushError(f"push to {repo_id!r} failed: {first_line(err)}") from None
+    except (_CLIENT_HTTP_ERROR, OSError) as err:  # no answer: DNS, refused connection, TLS, timeout
+        raise PushError(f"cannot push to {repo_id!r}: the Hugging Face Hub cannot be reached ({first_line(err)}); "
+                        "check the network connection (and HF_ENDPOINT or proxy settings) and retry") from None
 
 
 def _upload(api: huggingface_hub.HfApi, init_dir: Path, repo_id: str, private: bool, revision: str | None,
