@@ -134,6 +134,44 @@ def test_hub_downloads_name_the_library_and_pin_the_commit(hub_make_init, hub_of
     assert all(k["library_name"] == "lsml-hub" and k["library_version"] == lsml_hub.__version__ for *_, k in calls)
 
 
+@pytest.mark.parametrize("entry", ["create_model", "hubconf"])
+def test_each_file_is_fetched_once_and_pinned_to_the_configs_commit(hub_make_init, hub_offline_cache, monkeypatch,
+                                                                    entry):
+    folder = hub_make_init("resnet20_cifar")
+    snapshot = add_to_hub_cache(folder, "owner/name", revision="v1")
+    calls = []
+    real = resolve_module.hf_hub_download
+
+    def spy(repo_id, filename, **kwargs):
+        calls.append((filename, kwargs["revision"]))
+        return real(repo_id, filename, **kwargs)
+
+    monkeypatch.setattr(resolve_module, "hf_hub_download", spy)
+    if entry == "create_model":
+        model = lsml_hub.create_model("hf-hub:owner/name@v1", num_classes=3)
+    else:
+        model = torch.hub.load(str(REPO_ROOT), "resnet20_cifar", init="hf-hub:owner/name@v1", num_classes=3,
+                               source="local")
+    assert calls == [("config.json", "v1"), ("model.safetensors", snapshot.name)]
+    assert_backbone_equals_file(model, folder, 3)
+
+
+def test_hubconf_refuses_another_architecture_before_fetching_its_weights(hub_make_init, hub_offline_cache,
+                                                                          monkeypatch):
+    add_to_hub_cache(hub_make_init("resnet20_cifar"), "owner/name")
+    calls = []
+    real = resolve_module.hf_hub_download
+
+    def spy(repo_id, filename, **kwargs):
+        calls.append(filename)
+        return real(repo_id, filename, **kwargs)
+
+    monkeypatch.setattr(resolve_module, "hf_hub_download", spy)
+    with pytest.raises(InitError, match="is for 'resnet20_cifar', not 'test_resnet'"):
+        torch.hub.load(str(REPO_ROOT), "test_resnet", init="hf-hub:owner/name", source="local")
+    assert calls == ["config.json"]
+
+
 def test_cache_dir_argument_is_honoured(hub_make_init, tmp_path, monkeypatch):
     monkeypatch.setattr(resolve_module.constants, "HF_HUB_OFFLINE", True)
     cache = tmp_path / "elsewhere"

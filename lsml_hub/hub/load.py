@@ -14,7 +14,7 @@ from torch import nn
 from lsml_hub.errors import InitError
 from lsml_hub.hub.config import InitConfig, read_config
 from lsml_hub.hub.format import check_sha256, recorded_sha256, sha256_file
-from lsml_hub.hub.resolve import HF_HUB, InitFiles, InitRef, fetch_init, parse_init
+from lsml_hub.hub.resolve import HF_HUB, InitFiles, InitRef, fetch_init, fetch_weights, parse_init
 from lsml_hub.hub.weights import load_backbone
 
 logger = logging.getLogger(__name__)
@@ -76,12 +76,7 @@ def create_model(
     config = _read_checked_config(files)
     if not pretrained:
         return _build(config, files, num_classes, timm_kwargs)
-    recorded_sha256(config)
-    model, digest = _build_while_hashing(config, files, num_classes, timm_kwargs)
-    check_sha256(files.weights, digest, config, hint=_refetch_hint(files.ref))
-    load_backbone(model, files.weights)
-    logger.info("loaded init %s (%s, sha256 %s...)", files.ref, config.architecture, config.sha256[:12])
-    return model
+    return _create_pretrained(config, files, num_classes, timm_kwargs)
 
 
 def create_model_as(
@@ -105,11 +100,24 @@ def create_model_as(
     """
     if not pretrained:
         return timm.create_model(architecture, pretrained=False, num_classes=num_classes, **timm_kwargs)
-    config = load_init_config(init, cache_dir=timm_kwargs.get("cache_dir"))
+    cache_dir = timm_kwargs.pop("cache_dir", None)
+    # config.json alone first: an init of another architecture is refused before its weights are fetched
+    files = fetch_init(parse_init(init), cache_dir=cache_dir, weights=False)
+    config = _read_checked_config(files)
     if config.architecture != architecture:
         raise InitError(f"init {config.source} is for {config.architecture!r}, not {architecture!r}; "
                         f"use the {config.architecture} entry point or meta_init")
-    return create_model(init, num_classes=num_classes, pretrained=True, **timm_kwargs)
+    return _create_pretrained(config, fetch_weights(files, cache_dir=cache_dir), num_classes, timm_kwargs)
+
+
+def _create_pretrained(config: InitConfig, files: InitFiles, num_classes: int,
+                       timm_kwargs: dict[str, Any]) -> nn.Module:
+    recorded_sha256(config)
+    model, digest = _build_while_hashing(config, files, num_classes, timm_kwargs)
+    check_sha256(files.weights, digest, config, hint=_refetch_hint(files.ref))
+    load_backbone(model, files.weights)
+    logger.info("loaded init %s (%s, sha256 %s...)", files.ref, config.architecture, config.sha256[:12])
+    return model
 
 
 def _read_checked_config(files: InitFiles) -> InitConfig:

@@ -133,9 +133,25 @@ def fetch_init(ref: InitRef, *, cache_dir: str | os.PathLike | None = None, weig
     if ref.kind == LOCAL_DIR:
         return _local_files(ref, weights)
     config = _download(ref, CONFIG_FILE, ref.revision, cache_dir)
-    commit = config.parent.name if COMMIT_PATTERN.fullmatch(config.parent.name) else ref.revision
-    weights_path = _download(ref, WEIGHTS_FILE, commit, cache_dir) if weights else None
-    return InitFiles(ref, config.parent, weights_path)
+    files = InitFiles(ref, config.parent, None)
+    return fetch_weights(files, cache_dir=cache_dir) if weights else files
+
+
+def fetch_weights(files: InitFiles, *, cache_dir: str | os.PathLike | None = None) -> InitFiles:
+    """``files`` with the weights added, for a config fetched with ``fetch_init(..., weights=False)``.
+
+    Hub weights come from the commit the config resolved to; ``config.json`` is not fetched again.
+
+    Raises:
+        InitError: As :func:`fetch_init`.
+    """
+    if files.weights is not None:
+        return files
+    if files.ref.kind == LOCAL_DIR:
+        return _local_files(files.ref, weights=True)
+    folder = files.folder.name
+    commit = folder if COMMIT_PATTERN.fullmatch(folder) else files.ref.revision
+    return InitFiles(files.ref, files.folder, _download(files.ref, WEIGHTS_FILE, commit, cache_dir))
 
 
 def _local_files(ref: InitRef, weights: bool) -> InitFiles:
