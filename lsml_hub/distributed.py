@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from lsml_hub.errors import ConfigError
+from lsml_hub._device import resolve_device
+from lsml_hub.errors import ConfigError, TrainingError
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +50,11 @@ class DistContext:
         return list(range(self.rank, num_tasks, self.world_size))
 
 
-def _pick_device(requested: str, local_rank: int) -> torch.device:
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' requested but CUDA is not available; use device=cpu or auto")
-        return torch.device("cuda", local_rank)
-    if requested.startswith(("cpu", "cuda:", "mps")):
-        return torch.device(requested)
-    raise ConfigError(f"unknown device {requested!r}; valid: auto, cpu, cuda, cuda:N")
-
-
 def setup(device: str = "auto") -> DistContext:
     """Join the process group when started by torchrun (``WORLD_SIZE`` > 1), else run alone."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _pick_device(device, local_rank)
+    dev = resolve_device(device, local_rank)
     if world_size == 1:
         return DistContext(device=dev)
     if dev.type == "cuda":
@@ -117,6 +109,24 @@ def any_true(ctx: DistContext, flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return bool(t.item() > 0)
+
+
+def run_on_main(ctx: DistContext, fn: Callable[[], T]) -> T | None:
+    """Run ``fn`` on rank 0 only; if it raises there, every rank raises, so none waits at a collective.
+
+    Rank 0 re-raises its own exception; the others raise a TrainingError pointing at rank 0's log.
+    """
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except Exception as err:  # shared with the other ranks below, then re-raised
+            error = err
+    if any_true(ctx, error is not None):
+        if error is not None:
+            raise error
+        raise TrainingError("rank 0 failed to write the run's files; its log says why")
+    return result
 
 
 def barrier(ctx: DistContext) -> None:

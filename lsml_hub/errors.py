@@ -30,3 +30,9 @@ class IntegrityError(InitError):
 
 class TrainingError(LsmlHubError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); the last good checkpoint is kept."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message: errors from other libraries are reported as one line."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import datasets
 
-from lsml_hub.data.spec import TaskSpec
-from lsml_hub.errors import DataError
+from lsml_hub.data.spec import TaskSpec, is_local_path
+from lsml_hub.errors import DataError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -25,18 +24,9 @@ def load_raw(spec: TaskSpec) -> datasets.DatasetDict:
     path = Path(spec.source).expanduser()
     if path.exists():
         return load_local(path)
-    if _looks_like_path(spec.source):
+    if is_local_path(spec.source):
         raise DataError(f"dataset path {spec.source!r} does not exist")
     return load_hub(spec.source, config=spec.config, revision=spec.revision)
-
-
-_FILE_SUFFIXES = (".parquet", ".arrow", ".csv", ".json", ".jsonl", ".zip", ".tar")
-
-
-def _looks_like_path(source: str) -> bool:
-    # Hub ids are "name" or "owner/name"; a leading ./ or /, more separators or a file suffix mean a path.
-    return (source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith(_FILE_SUFFIXES)
-            or (os.sep == "\\" and "\\" in source))
 
 
 def load_local(path: Path) -> datasets.DatasetDict:
@@ -51,7 +41,7 @@ def load_local(path: Path) -> datasets.DatasetDict:
     try:
         return datasets.load_dataset(str(path))
     except (ValueError, FileNotFoundError) as err:
-        raise DataError(f"cannot read dataset folder {str(path)!r}: {err}") from err
+        raise DataError(f"cannot read dataset folder {str(path)!r}: {first_line(err)}") from err
 
 
 def load_hub(dataset_id: str, *, config: str | None, revision: str | None) -> datasets.DatasetDict:
@@ -65,7 +55,7 @@ def load_hub(dataset_id: str, *, config: str | None, revision: str | None) -> da
             "local copy (an image folder, parquet files or save_to_disk output)"
         ) from err
     except datasets.exceptions.DatasetNotFoundError as err:
-        raise DataError(f"dataset {dataset_id!r} not found on the Hub or is gated: {err}") from err
+        raise DataError(f"dataset {dataset_id!r} not found on the Hub or is gated: {first_line(err)}") from err
     except ValueError as err:
         # datasets raises ValueError for a missing or ambiguous config name.
-        raise DataError(f"cannot load dataset {dataset_id!r} (config {config!r}): {err}") from err
+        raise DataError(f"cannot load dataset {dataset_id!r} (config {config!r}): {first_line(err)}") from err

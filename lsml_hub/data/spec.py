@@ -165,13 +165,21 @@ def _parse_string(text: str) -> dict[str, Any]:
     if "?" in text and not values:
         raise ConfigError(f"bad task spec {text!r}: after '?' write key=value pairs joined by '&'")
     # "owner/name@rev" pins a Hub revision; local paths and builtins have no revision.
-    if "@" in source and not source.startswith(BUILTIN_PREFIX) and not _is_local_path(source):
+    if "@" in source and not source.startswith(BUILTIN_PREFIX) and not is_local_path(source):
         source, _, values["revision"] = source.partition("@")
     values["source"] = source
     return values
 
 
-def _is_local_path(source: str) -> bool:
-    # A Hub id has at most one "/" before its "@revision"; a path may hold "@" anywhere.
+_FILE_SUFFIXES = (".parquet", ".arrow", ".csv", ".json", ".jsonl", ".zip", ".tar")
+
+
+def is_local_path(source: str) -> bool:
+    """Whether ``source`` names a local path rather than a Hub id ``name`` or ``owner/name[@revision]``.
+
+    A leading ``.``, ``/`` or ``~``, a second ``/`` before any ``@``, a data file suffix, or an existing
+    path mean a path (which may hold ``@`` anywhere).
+    """
     head = source.partition("@")[0]
-    return source.startswith((".", "/", "~")) or head.count("/") > 1 or Path(source).expanduser().exists()
+    return (source.startswith((".", "/", "~")) or head.count("/") > 1 or source.endswith(_FILE_SUFFIXES)
+            or Path(source).expanduser().exists())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from lsml_hub._seed import derive_seed
 from lsml_hub.data.tensors import ImageTensors
 
 
@@ -104,7 +105,7 @@ class BatchStream:
         return self
 
     def _draw_epoch(self, epoch: int) -> None:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
         n = len(self.data)
         self._order = torch.randperm(n, generator=gen)
         if self.augment is not None:

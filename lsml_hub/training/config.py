@@ -14,7 +14,7 @@ import yaml
 
 from lsml_hub.algorithms import build_algorithm
 from lsml_hub.data import TaskSpec
-from lsml_hub.errors import ConfigError
+from lsml_hub.errors import ConfigError, first_line
 
 INNER_OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
@@ -76,7 +76,7 @@ class MetaTrainConfig:
         for key in ("eval_batches", "input_size"):
             value = getattr(self, key)
             _require(key, value, value is None or (_is_int(value) and value > 0), "a positive integer or null")
-        _require("seed", self.seed, _is_int(self.seed), "an integer")
+        _require("seed", self.seed, _is_int(self.seed) and self.seed >= 0, "a non-negative integer")
         for key in ("model", "output_dir", "device"):
             _require(key, getattr(self, key), isinstance(getattr(self, key), str), "a string")
         _require("tensorboard", self.tensorboard, isinstance(self.tensorboard, bool), "true or false")
@@ -95,7 +95,10 @@ class MetaTrainConfig:
             values["inner"] = InnerConfig(**inner)
         if "algorithm" in values and isinstance(values["algorithm"], str):
             values["algorithm"] = {"name": values["algorithm"]}
-        values["tasks"] = [TaskSpec.parse(t) for t in values.get("tasks") or []]
+        tasks = values.get("tasks") or []
+        if isinstance(tasks, (str, Mapping)):  # one task written without a list
+            tasks = [tasks]
+        values["tasks"] = [TaskSpec.parse(t) for t in tasks]
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,7 +181,11 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
             if not isinstance(child, dict):
                 raise ConfigError(f"bad override {item!r}: {'.'.join(parents[: i + 1])} is not a mapping")
             node = child
-        node[leaf] = _load_yaml(raw) if raw else None
+        try:
+            node[leaf] = _load_yaml(raw) if raw else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"bad override {item!r}: the value is not valid YAML ({first_line(err)}); quote "
+                              "strings that hold ':', '?' or ',' inside lists") from err
     return values
 
 
@@ -192,7 +199,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> MetaT
         try:
             values = _load_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            raise ConfigError(f"{path}: not valid YAML: {first_line(err)}") from err
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of config keys")
     try:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsml_hub._seed import derive_seed
 from lsml_hub.data import Augment, BatchStream, Task, eval_batches
 from lsml_hub.models import create_backbone, split_backbone_head
 from lsml_hub.training.config import InnerConfig
@@ -27,7 +28,7 @@ class EvalResult:
 
 def task_seed(seed: int, task_index: int, salt: int = 0) -> int:
     """A seed per (run seed, task, purpose), independent of which rank holds the task."""
-    return (seed * 1_000_003 + task_index * 10_007 + salt) % (2**63)
+    return derive_seed(seed, task_index, salt)
 
 
 def make_optimizer(params: Sequence[nn.Parameter], cfg: InnerConfig) -> torch.optim.Optimizer:
