@@ -11,10 +11,10 @@ import torch
 
 from lsml_hub._io import atomic_write
 from lsml_hub.errors import ConfigError
+from lsml_hub.run_layout import CHECKPOINT_FILE
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "last.pt"
 FORMAT_VERSION = 1
 
 
@@ -52,7 +52,7 @@ class Checkpoint:
 
 
 def checkpoint_path(output_dir: Path) -> Path:
-    return output_dir / "checkpoints" / CHECKPOINT_NAME
+    return output_dir / CHECKPOINT_FILE
 
 
 def check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:

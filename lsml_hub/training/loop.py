@@ -19,8 +19,10 @@ from lsml_hub._io import atomic_write
 from lsml_hub.algorithms import MetaAlgorithm, build_algorithm
 from lsml_hub.data import load_task
 from lsml_hub.distributed import DistContext
-from lsml_hub.errors import TrainingError
+from lsml_hub.errors import ConfigError, TrainingError
+from lsml_hub.hub.format import refuse_foreign_folder
 from lsml_hub.models import create_backbone, split_backbone_head
+from lsml_hub.run_layout import INIT_SUBDIR, RUN_CONFIG_FILE
 from lsml_hub.training.checkpoint import Checkpoint, check_identity, checkpoint_path
 from lsml_hub.training.config import MetaTrainConfig, identity
 from lsml_hub.training.export import averaged_buffers, build_init_model, write_init
@@ -166,19 +168,24 @@ class MetaTrainer:
 
     def _save_checkpoint(self) -> None:
         states = distributed.gather_dict(self.ctx, {learner.index: learner.state_dict() for learner in self.learners})
-        if self.ctx.is_main:
-            Checkpoint(self.step, self.phi.detach().cpu().clone(), states, identity(self.cfg),
-                       torch.get_rng_state()).save(checkpoint_path(self.out))
-        distributed.barrier(self.ctx)
+        checkpoint = Checkpoint(self.step, self.phi.detach().cpu().clone(), states, identity(self.cfg),
+                                torch.get_rng_state())
+        distributed.run_on_main(self.ctx, lambda: checkpoint.save(checkpoint_path(self.out)))
 
     def _prepare_output(self) -> None:
         path = checkpoint_path(self.out)
-        if path.exists():
+        seen = distributed.gather_objects(self.ctx, path.exists())
+        if len(set(seen)) > 1:
+            ranks = [r for r, found in enumerate(seen) if found]
+            raise ConfigError(f"only ranks {ranks} see {path}: output_dir must be on storage every rank shares")
+        if seen[0]:
             self._resume(path)  # refuses a different config before anything is written
-        if self.ctx.is_main:
-            with atomic_write(self.out / "config.yaml", "w") as f:  # a resume may have raised steps
-                yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
-        distributed.barrier(self.ctx)
+        distributed.run_on_main(self.ctx, self._write_run_config)
+
+    def _write_run_config(self) -> None:
+        refuse_foreign_folder(self.out / INIT_SUBDIR)  # fail now, not after the last step
+        with atomic_write(self.out / RUN_CONFIG_FILE, "w") as f:  # a resume may have raised steps
+            yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
 
     def _resume(self, path: Path) -> None:
         ckpt = Checkpoint.load(path)
@@ -196,8 +203,9 @@ class MetaTrainer:
     def _export(self, final_eval: dict[str, EvalResult]) -> Path:
         buffers = averaged_buffers(self.ctx, self.learners, self.num_tasks)
         summaries = distributed.gather_dict(self.ctx, {lrn.index: lrn.task.summary() for lrn in self.learners})
-        init_dir = self.out / "init"
-        if self.ctx.is_main:
+        init_dir = self.out / INIT_SUBDIR
+
+        def write() -> None:
             metadata = {
                 "algorithm": self.algo.hyperparameters(),
                 "inner_optimizer": vars(self.cfg.inner).copy(),
@@ -210,7 +218,8 @@ class MetaTrainer:
             }
             model = build_init_model(self.cfg.model, self.phi, buffers)
             write_init(init_dir, model, metadata, self._input_size(summaries), *self.mean_std)
-        distributed.barrier(self.ctx)
+
+        distributed.run_on_main(self.ctx, write)
         return init_dir
 
     def _input_size(self, summaries: dict[int, dict]) -> int:

@@ -7,16 +7,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from lsml_hub._io import atomic_write
+from lsml_hub.run_layout import METRICS_FILE, read_metrics
+
 logger = logging.getLogger(__name__)
 
-METRICS_NAME = "metrics.jsonl"
 
 
 class MetricsWriter:
     """Append-only metrics log of rank 0. Lines look like ``{"step": 200, "kind": "eval", ...}``."""
 
     def __init__(self, output_dir: Path, *, resume_step: int = 0, tensorboard: bool = True) -> None:
-        self.path = output_dir / METRICS_NAME
+        self.path = output_dir / METRICS_FILE
         _truncate_after(self.path, resume_step)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._tb = _tensorboard_writer(output_dir / "tensorboard") if tensorboard else None
@@ -36,24 +38,19 @@ class MetricsWriter:
             self._tb.close()
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _truncate_after(path: Path, step: int) -> None:
     # A resumed run repeats the steps after its checkpoint; drop their old lines so none is doubled.
     if not path.exists():
         return
     kept = [r for r in read_metrics(path) if r.get("step", 0) <= step] if step else []
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    with atomic_write(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
 
 
 def _tensorboard_writer(log_dir: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        logger.debug("tensorboard not installed; metrics go to %s only", METRICS_NAME)
+        logger.debug("tensorboard not installed; metrics go to %s only", METRICS_FILE)
         return None
     return SummaryWriter(log_dir=str(log_dir))
