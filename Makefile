@@ -9,7 +9,8 @@ TORCH_INDEX ?=
 EXTRAS      ?= test
 PYTEST_ARGS ?=
 BIN         := $(VENV)/bin
-STAMP       := $(VENV)/.lsml-hub-installed
+# The stamp names what was installed, so asking for another torch build or other extras reinstalls.
+STAMP       := $(VENV)/.installed-$(shell echo '$(TORCH) $(TORCH_INDEX) $(EXTRAS)' | cksum | cut -d' ' -f1)
 
 .PHONY: demo test lint bench clean
 
@@ -18,6 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-*
 	touch $@
 
 ## Meta-train CTS and Reptile on builtin tasks, fine-tune them and scratch on a held-out target, compare.

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     # The rename itself lives in the directory entry; without this it may not survive a power cut.
     fd = os.open(path, os.O_RDONLY)
@@ -37,6 +43,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual mode
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -63,8 +70,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes folders private; give them the usual mode
         for child in tmp.rglob("*"):
             if child.is_file():
+                os.chmod(child, 0o666 & ~_umask())
                 with open(child, "rb") as f:
                     os.fsync(f.fileno())
         old = None

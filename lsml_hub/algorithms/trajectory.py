@@ -88,3 +88,8 @@ class MultiTask(ContinualTrajectoryShifting):
                 f"got {self.aggregate_period} and {self.reset_period}"
             )
         super().__post_init__()
+
+    @property
+    def shifts(self) -> bool:
+        # Every trajectory restarts from φ right after each update.
+        return False
