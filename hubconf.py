@@ -5,7 +5,7 @@ sha256 checked when an entry point is called.
 
 Example:
     >>> import torch
-    >>> model = torch.hub.load("path/to/lsml-hub", "meta_init", init="local-dir:runs/demo/init",
+    >>> model = torch.hub.load("path/to/lsml-hub", "meta_init", init="local-dir:runs/demo/inits/cts",
     ...                        num_classes=10, source="local")  # doctest: +SKIP
 """
 
@@ -41,7 +41,8 @@ def resnet20_cifar(*, init="resnet20_cifar.cts_paper8", num_classes=0, pretraine
         **kwargs: Passed to ``timm.create_model``.
 
     Example:
-        >>> model = torch.hub.load("path/to/lsml-hub", "resnet20_cifar", init="local-dir:runs/demo/init",
+        >>> # after `lsml-hub meta-train recipes/configs/paper_cts.yaml` (the demo trains test_resnet inits)
+        >>> model = torch.hub.load("path/to/lsml-hub", "resnet20_cifar", init="local-dir:runs/paper_cts/init",
         ...                        num_classes=10, source="local")  # doctest: +SKIP
     """
     return _create_model_as("resnet20_cifar", init, num_classes=num_classes, pretrained=pretrained, **kwargs)
@@ -57,7 +58,7 @@ def test_resnet(*, init="test_resnet.cts_glyphs4", num_classes=0, pretrained=Tru
         **kwargs: Passed to ``timm.create_model``.
 
     Example:
-        >>> model = torch.hub.load("path/to/lsml-hub", "test_resnet", init="local-dir:runs/demo/init",
+        >>> model = torch.hub.load("path/to/lsml-hub", "test_resnet", init="local-dir:runs/demo/inits/cts",
         ...                        num_classes=10, source="local")  # doctest: +SKIP
     """
     return _create_model_as("test_resnet", init, num_classes=num_classes, pretrained=pretrained, **kwargs)

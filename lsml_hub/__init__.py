@@ -5,7 +5,7 @@ fine-tuning code is imported on first use.
 
 Example:
     >>> import lsml_hub
-    >>> model = lsml_hub.create_model("local-dir:runs/demo/init", num_classes=10)  # doctest: +SKIP
+    >>> model = lsml_hub.create_model("local-dir:runs/demo/inits/cts", num_classes=10)  # doctest: +SKIP
 """
 
 from __future__ import annotations

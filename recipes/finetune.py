@@ -1,7 +1,7 @@
 """Fine-tune an init on a target task, top to bottom: the seed's ``train_tgt.py`` as a recipe.
 
     python recipes/finetune.py recipes/configs/finetune_digits.yaml [key=value ...]
-    python recipes/finetune.py recipes/configs/finetune_digits.yaml init=runs/tiny/init finetune.steps=300
+    python recipes/finetune.py recipes/configs/finetune_digits.yaml init=runs/demo/inits/cts finetune.steps=300
 
 Overrides use dotted keys (``finetune.lr=3e-4``) and YAML values. This is the same code as
 ``lsml-hub finetune``: read the config, load the target, build the model from the init, run the

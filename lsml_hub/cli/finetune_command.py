@@ -88,11 +88,11 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def parse_named_inits(values: list[str]) -> list[str] | dict[str, str]:
-    """``["cts=runs/a/init", "runs/b/init"]`` -> a name -> init mapping when any is named, else the list.
+    """``["cts=runs/demo/inits/cts", "runs/demo/inits/reptile"]`` -> name -> init when any is named, else the list.
 
     Example:
-        >>> parse_named_inits(["cts=runs/a/init", "scratch:resnet20_cifar"])
-        {'cts': 'runs/a/init', 'scratch:resnet20_cifar': 'scratch:resnet20_cifar'}
+        >>> parse_named_inits(["cts=runs/demo/inits/cts", "scratch:test_resnet"])
+        {'cts': 'runs/demo/inits/cts', 'scratch:test_resnet': 'scratch:test_resnet'}
     """
     from lsml_hub.errors import ConfigError
 

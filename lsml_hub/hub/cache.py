@@ -40,7 +40,7 @@ def add_to_hub_cache(
         cache_dir: Cache root; defaults to ``HF_HUB_CACHE``.
 
     Example:
-        >>> add_to_hub_cache("runs/demo/init", "me/demo", cache_dir="/tmp/hf")  # doctest: +SKIP
+        >>> add_to_hub_cache("runs/demo/inits/cts", "me/demo", cache_dir="/tmp/hf")  # doctest: +SKIP
         PosixPath('/tmp/hf/models--me--demo/snapshots/...')
     """
     verify_init(init_dir)

@@ -169,8 +169,8 @@ def verify_init(folder: str | os.PathLike) -> InitConfig:
         IntegrityError: ``model.safetensors`` does not match its recorded sha256 or is not safetensors.
 
     Example:
-        >>> verify_init("runs/demo/init").architecture  # doctest: +SKIP
-        'resnet20_cifar'
+        >>> verify_init("runs/demo/inits/cts").architecture  # doctest: +SKIP
+        'test_resnet'
     """
     folder = Path(folder)
     if not folder.is_dir():

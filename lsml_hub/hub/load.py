@@ -33,7 +33,7 @@ def load_init_config(init: str | os.PathLike, *, cache_dir: str | os.PathLike | 
         The config, with ``path`` set to the local folder that holds it.
 
     Example:
-        >>> load_init_config("local-dir:runs/demo/init").algorithm_name  # doctest: +SKIP
+        >>> load_init_config("local-dir:runs/demo/inits/cts").algorithm_name  # doctest: +SKIP
         'cts'
     """
     ref = parse_init(init)
@@ -67,7 +67,7 @@ def create_model(
 
     Example:
         >>> import lsml_hub
-        >>> model = lsml_hub.create_model("local-dir:runs/demo/init", num_classes=10)  # doctest: +SKIP
+        >>> model = lsml_hub.create_model("local-dir:runs/demo/inits/cts", num_classes=10)  # doctest: +SKIP
         >>> model.num_classes  # doctest: +SKIP
         10
     """

@@ -55,8 +55,8 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         PublishError: ``metrics.jsonl`` or ``config.yaml`` is missing or malformed, or ``out_dir`` is unsafe.
 
     Example:
-        >>> publish_run("runs/demo", repo_id="me/resnet20_cifar.cts_demo")  # doctest: +SKIP
-        PosixPath('runs/demo/publish')
+        >>> publish_run("runs/demo/cts", repo_id="me/test_resnet.cts_demo")  # doctest: +SKIP
+        PosixPath('runs/demo/cts/publish')
     """
     run_dir = Path(run_dir)
     init_dir = run_dir / INIT_SUBDIR

@@ -94,8 +94,8 @@ def push_to_hub(
             be reached, or the Hub refused a request.
 
     Example:
-        >>> push_to_hub("runs/demo/publish", "me/resnet20_cifar.cts_demo", tag="v1")  # doctest: +SKIP
-        PushResult(repo_id='me/resnet20_cifar.cts_demo', ...)
+        >>> push_to_hub("runs/demo/inits/cts", "me/test_resnet.cts_demo", tag="v1")  # doctest: +SKIP
+        PushResult(repo_id='me/test_resnet.cts_demo', ...)
     """
     config = verify_init(init_dir)
     _check_repo_id(repo_id)

@@ -83,8 +83,8 @@ def parse_init(init: str | os.PathLike) -> InitRef:
         InitError: Unknown source prefix, malformed Hub id, or unknown registry name (with suggestions).
 
     Example:
-        >>> parse_init("local-dir:runs/demo/init")
-        InitRef(kind='local-dir', location='runs/demo/init', revision=None, name=None)
+        >>> parse_init("local-dir:runs/demo/inits/cts")
+        InitRef(kind='local-dir', location='runs/demo/inits/cts', revision=None, name=None)
     """
     if isinstance(init, os.PathLike):
         return InitRef(LOCAL_DIR, os.fspath(init))

@@ -36,8 +36,8 @@ def load_backbone(model: nn.Module, weights: Path) -> None:
         InitError: A backbone tensor is missing, the file has tensors the model lacks, or a shape differs.
 
     Example:
-        >>> model = timm.create_model("resnet20_cifar", num_classes=5)  # doctest: +SKIP
-        >>> load_backbone(model, Path("runs/demo/init/model.safetensors"))  # doctest: +SKIP
+        >>> model = timm.create_model("test_resnet", num_classes=5)  # doctest: +SKIP
+        >>> load_backbone(model, Path("runs/demo/inits/cts/model.safetensors"))  # doctest: +SKIP
     """
     tensors = read_tensors(weights)
     own = model.state_dict()

@@ -7,7 +7,7 @@ loading ``datasets``. The package is called ``metatest`` (the paper's word for t
 Example:
     >>> import lsml_hub
     >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=100)  # doctest: +SKIP
-    >>> cmp = lsml_hub.compare(["runs/demo/cts/init"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
+    >>> cmp = lsml_hub.compare(["runs/demo/inits/cts"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
     >>> print(cmp.table())  # doctest: +SKIP
 """
 

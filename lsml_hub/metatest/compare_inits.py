@@ -81,9 +81,9 @@ def compare(
 
     Example:
         >>> import lsml_hub
-        >>> cmp = lsml_hub.compare({"cts": "runs/demo/cts/init", "reptile": "runs/demo/reptile/init"},
+        >>> cmp = lsml_hub.compare({"cts": "runs/demo/inits/cts", "reptile": "runs/demo/inits/reptile"},
         ...                        "builtin:digits", seeds=(0, 1, 2), steps=300, max_train_samples=100,
-        ...                        out_dir="runs/demo/compare")  # doctest: +SKIP
+        ...                        out_dir="runs/compare")  # doctest: +SKIP
         >>> print(cmp.table())  # doctest: +SKIP
     """
     config, seeds, baselines = _check_arguments(finetune_kwargs, seeds, baselines)

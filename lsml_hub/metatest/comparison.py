@@ -121,7 +121,7 @@ class Comparison:
         files: Paths written by :func:`lsml_hub.metatest.report.write_report`, by kind.
 
     Example:
-        >>> cmp = lsml_hub.compare(["runs/demo/cts/init"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
+        >>> cmp = lsml_hub.compare(["runs/demo/inits/cts"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
         >>> print(cmp.table())  # doctest: +SKIP
     """
 

@@ -50,8 +50,8 @@ def record_meta_test(comparison: Comparison) -> list[Path]:
         The init folders written.
 
     Example:
-        >>> record_meta_test(lsml_hub.compare(["runs/demo/cts/init"], "builtin:digits"))  # doctest: +SKIP
-        [PosixPath('runs/demo/cts/init')]
+        >>> record_meta_test(lsml_hub.compare(["runs/demo/inits/cts"], "builtin:digits"))  # doctest: +SKIP
+        [PosixPath('runs/demo/inits/cts')]
     """
     written = []
     for row in comparison.rows:
