@@ -190,7 +190,13 @@ def test_pretrained_baseline_loads_cached_timm_weights_without_network(tmp_path,
     ("kwargs", "error", "message"),
     [
         ({"seed": 1}, ConfigError, r"compare\(\) takes seeds=\(\.\.\.\), not seed="),
-        ({"seeds": ()}, ConfigError, r"seeds must be distinct integers, at least one; got \[\]"),
+        ({"seeds": ()}, ConfigError, r"seeds must be distinct non-negative integers .*, at least one; got \[\]"),
+        ({"seeds": (0, -1)}, ConfigError, r"seeds must be distinct non-negative integers \(at most 2\*\*63 - 1\), "
+                                          r"at least one; got \[0, -1\]"),
+        ({"seeds": (1, 1)}, ConfigError, r"seeds must be distinct non-negative integers .*; got \[1, 1\]"),
+        ({"seeds": ([0],)}, ConfigError, r"seeds must be distinct non-negative integers .*; got \[\[0\]\]"),
+        ({"seeds": 3}, ConfigError, r"seeds must be a sequence of integers such as \(0, 1, 2\), got 3"),
+        ({"device": "gpu"}, ConfigError, r"unknown device 'gpu'; valid: auto \(or None\), cpu, cuda, cuda:N, mps"),
         ({"baselines": ("imagenet",)}, ConfigError, r"bad baselines \['imagenet'\]; valid: scratch, pretrained"),
         ({"stepz": 3}, ConfigError, r"unknown fine-tuning option\(s\) \['stepz'\]; valid: steps, "),
         ({"schedule": "linear"}, ConfigError, r"unknown schedule 'linear'; valid: step, cosine, constant"),
@@ -200,6 +206,14 @@ def test_pretrained_baseline_loads_cached_timm_weights_without_network(tmp_path,
 def test_bad_arguments_fail_before_any_run(target, kwargs, error, message):
     with pytest.raises(error, match=message):
         compare(["scratch:test_resnet"], target, **{**TINY, **kwargs})
+
+
+def test_cli_compare_negative_seed_is_one_line_and_exit_2(init_dir, capsys):
+    rc = main(["compare", "--init", str(init_dir), "--data", TARGET, "--seeds", "0", "-1", "--no-progress"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        "lsml-hub compare: error: seeds must be distinct non-negative integers (at most 2**63 - 1), at least one; "
+        "got [0, -1]")
 
 
 def test_init_names_must_be_unique_and_present(target):

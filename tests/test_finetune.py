@@ -222,6 +222,11 @@ def test_input_layer_that_cannot_take_rgb_is_a_clear_error(digits):
         ({"steps": 0}, ConfigError, r"steps must be a positive integer, got 0"),
         ({"steps": -5}, ConfigError, r"steps must be a positive integer, got -5"),
         ({"lr": "fast"}, ConfigError, r"lr must be a number, got 'fast'"),
+        ({"seed": -1}, ConfigError, r"seed must be a non-negative integer \(at most 2\*\*63 - 1\), got -1"),
+        ({"seed": 2**64}, ConfigError, r"seed must be a non-negative integer .*, got 18446744073709551616"),
+        ({"seed": True}, ConfigError, r"seed must be a non-negative integer .*, got True"),
+        ({"device": "foo"}, ConfigError, r"unknown device 'foo'; valid: auto \(or None\), cpu, cuda, cuda:N, mps"),
+        ({"device": "cuda0"}, ConfigError, r"unknown device 'cuda0'; valid: "),
         ({"max_train_samples": 5000}, DataError,
          r"max_train_samples=5000 but target 'digits' has 1438 training samples \(valid: 1-1438"),
     ],
@@ -230,6 +235,35 @@ def test_bad_options_are_one_line_errors(digits, options, error, message):
     with pytest.raises(error, match=message) as info:
         finetune("scratch:test_resnet", digits, **{**TINY, **options})
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_on_a_machine_without_it_is_refused_before_any_work(monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the target was loaded before the device was checked")
+
+    monkeypatch.setattr("lsml_hub.metatest.loop.Target", no_work)
+    with pytest.raises(ConfigError, match=rf"device '{device}' requested but CUDA is not available .*use cpu or "
+                                          "auto") as info:
+        finetune("scratch:test_resnet", "builtin:digits", **{**TINY, "device": device})
+    assert "\n" not in str(info.value)
+
+
+def test_a_cuda_index_beyond_the_machines_devices_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"device 'cuda:2' requested but this machine has 2 CUDA device\(s\); "
+                                          r"valid: cuda:0 to cuda:1, cpu or auto"):
+        FinetuneConfig(device="cuda:2")
+    assert FinetuneConfig(device="cuda:1").device == "cuda:1"
+
+
+def test_valid_devices_are_kept_as_given():
+    assert FinetuneConfig().device is None and FinetuneConfig(device="auto").device == "auto"
+    assert FinetuneConfig(device="cpu").device == "cpu"
+    assert FinetuneConfig(device=torch.device("cpu")).to_dict()["device"] == "cpu"  # JSON-ready
 
 
 def test_empty_split_is_refused(digits):

@@ -56,6 +56,8 @@ def test_cli_finetune_prints_results_and_writes_result_and_weights(tmp_path, cap
         (["--schedule", "warmup"], "unknown schedule 'warmup'; valid: step, cosine, constant"),
         (["--optimizer", "sgdd"], "unknown optimizer 'sgdd' (did you mean sgd"),
         (["--steps", "0"], "steps must be a positive integer, got 0"),
+        (["--seed", "-1"], "seed must be a non-negative integer (at most 2**63 - 1), got -1"),
+        (["--device", "foo"], "unknown device 'foo'; valid: auto (or None), cpu, cuda, cuda:N, mps"),
         (["--max-train-samples", "9999"], "max_train_samples=9999 but target 'digits_0-4' has 721 training"),
     ],
 )
@@ -66,6 +68,21 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lsml-hub finetune: error: ") and message in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "mps"])
+def test_cli_unavailable_device_is_one_line_exit_2_before_any_work(device, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    # an unknown target: had any work started, the error would be about the data
+    rc = main(["finetune", "--init", "scratch:test_resnet", "--data", "builtin:no_such_source", *TINY,
+               "--device", device])
+
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    kind = "MPS" if device == "mps" else "CUDA"
+    assert err == (f"lsml-hub finetune: error: device {device!r} requested but {kind} is not available on this "
+                   "machine; use cpu or auto")
 
 
 def test_cli_unknown_init_is_one_line_and_exit_2(tmp_path, capsys):

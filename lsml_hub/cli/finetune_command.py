@@ -61,7 +61,7 @@ def _add_finetune_options(p: argparse.ArgumentParser, *, seed: bool) -> None:
     g.add_argument("--mode", default=d.mode, help=f"{' | '.join(MODES)}: linear freezes the backbone")
     g.add_argument("--eval-every", type=int, metavar="STEPS", help="default: steps // 10")
     g.add_argument("--image-size", type=int, metavar="PX", help="resize the target to PX (default: the init's)")
-    g.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto: cuda when available)")
     if seed:
         g.add_argument("--seed", type=int, default=d.seed, help=f"default: {d.seed}")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")

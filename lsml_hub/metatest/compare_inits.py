@@ -22,7 +22,7 @@ from lsml_hub.data import Task, TaskSpec
 from lsml_hub.errors import ConfigError
 from lsml_hub.metatest.baselines import BASELINES, Baseline, pretrained_baseline, scratch_baseline
 from lsml_hub.metatest.comparison import INIT, PRETRAINED, SCRATCH, Comparison, ComparisonRow, SeedRun
-from lsml_hub.metatest.config import FinetuneConfig
+from lsml_hub.metatest.config import MAX_SEED, FinetuneConfig
 from lsml_hub.metatest.loop import ModelOrInit, run_finetune
 from lsml_hub.metatest.model import InputConfig, architecture_of
 from lsml_hub.metatest.result import FinetuneResult
@@ -125,14 +125,21 @@ def _check_arguments(finetune_kwargs: dict[str, Any], seeds: Iterable[int],
                      baselines: Iterable[str]) -> tuple[FinetuneConfig, list[int], list[str]]:
     if "seed" in finetune_kwargs:
         raise ConfigError("compare() takes seeds=(...), not seed=; every row runs with every seed")
+    if isinstance(seeds, (int, str)) or not isinstance(seeds, Iterable):
+        raise ConfigError(f"seeds must be a sequence of integers such as (0, 1, 2), got {seeds!r}")
     seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"seeds must be distinct integers, at least one; got {seeds!r}")
+    if not seeds or not all(_is_seed(s) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct non-negative integers (at most 2**63 - 1), at least one; "
+                          f"got {seeds!r}")
     baselines = list(baselines)
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown or len(set(baselines)) != len(baselines):
         raise ConfigError(f"bad baselines {baselines!r}; valid: {', '.join(BASELINES)} (each at most once)")
     return FinetuneConfig.from_dict({**finetune_kwargs, "seed": seeds[0]}), seeds, baselines
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
 
 
 def named_inits(inits: Inits) -> list[_Entry]:

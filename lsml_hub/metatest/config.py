@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,10 @@ STEP_MILESTONES = (0.4, 0.7, 0.9)
 STEP_GAMMA = 0.3
 # Evaluations per run when eval_every is not given: enough points for a learning curve.
 DEFAULT_EVALS = 10
+# Seeds reach torch.manual_seed and numpy; both take any integer in this range.
+MAX_SEED = 2**63 - 1
+DEVICES = "auto (or None), cpu, cuda, cuda:N, mps"
+_DEVICE_NAME = re.compile(r"cpu|mps|cuda(?::[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,10 @@ class FinetuneConfig:
             backbone whose BatchNorm statistics stay frozen too (the body runs in eval mode).
         eval_every: Evaluate every this many steps (and always after the last); ``None`` gives
             ``steps // 10`` (at least 1).
-        seed: Seeds the head initialization, the batch order and augmentation, and the subset.
-        device: ``"cuda"``, ``"cpu"``, ...; ``None`` picks CUDA when available.
+        seed: Seeds the head initialization, the batch order and augmentation, and the subset
+            (an integer from 0 to 2**63 - 1).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``, checked against this machine;
+            ``None`` or ``"auto"`` picks CUDA when available.
         image_size: Side length the target is resized to; ``None`` uses the model's
             ``pretrained_cfg["input_size"]`` (the size the init was trained at).
 
@@ -71,8 +78,8 @@ class FinetuneConfig:
         for name in ("max_train_samples", "eval_every", "image_size"):
             if getattr(self, name) is not None:
                 _check_positive_int(name, getattr(self, name))
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        check_seed("seed", self.seed)
+        object.__setattr__(self, "device", check_device(self.device))
         object.__setattr__(self, "lr", _as_float("lr", self.lr))
         object.__setattr__(self, "weight_decay", _as_float("weight_decay", self.weight_decay))
         if not self.lr > 0:
@@ -96,6 +103,8 @@ class FinetuneConfig:
             >>> FinetuneConfig.from_dict({"steps": 20, "schedule": "cosine"}).schedule
             'cosine'
         """
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"fine-tuning options must be a mapping of option: value, got {values!r}")
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(valid))
         if unknown:
@@ -125,6 +134,51 @@ def check_optimizer(name: str) -> str:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown optimizer {name!r}{hint}; valid (timm.optim.list_optimizers()): {', '.join(valid)}")
     return lowered
+
+
+def check_seed(name: str, value: Any) -> int:
+    """``value`` if it is an integer from 0 to ``MAX_SEED``.
+
+    Raises:
+        ConfigError: Naming ``name``, the value, and the valid range.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be a non-negative integer (at most 2**63 - 1), got {value!r}")
+    return value
+
+
+def check_device(device: Any) -> str | None:
+    """``device`` as a string, after checking that it names a device this machine has.
+
+    ``None`` and ``"auto"`` are kept (CUDA when available, else the CPU, decided when training starts).
+
+    Raises:
+        ConfigError: An unknown device name, or a CUDA/MPS device this machine does not have.
+
+    Example:
+        >>> check_device("cpu"), check_device(None)
+        ('cpu', None)
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device is None or device == "auto":
+        return device
+    if not isinstance(device, str) or not _DEVICE_NAME.fullmatch(device):
+        raise ConfigError(f"unknown device {device!r}; valid: {DEVICES}")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine; "
+                              "use cpu or auto")
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"device {device!r} requested but this machine has {count} CUDA device(s); "
+                              f"valid: cuda:0 to cuda:{count - 1}, cpu or auto")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but MPS is not available on this machine; use cpu or auto")
+    return device
 
 
 def _check_positive_int(name: str, value: Any) -> None:

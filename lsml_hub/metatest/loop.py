@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task, TaskSpec, eval_batches
 from lsml_hub.errors import TrainingError
-from lsml_hub.metatest.config import FinetuneConfig
+from lsml_hub.metatest.config import FinetuneConfig, check_device
 from lsml_hub.metatest.model import InputConfig, resolve_model, set_train_mode, set_trainable
 from lsml_hub.metatest.optim import build_optimizer, build_scheduler
 from lsml_hub.metatest.result import EvalPoint, FinetuneResult
@@ -115,8 +115,13 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device``, or CUDA when available, else CPU."""
-    if device is None:
+    """``device`` (checked: see :func:`~lsml_hub.metatest.config.check_device`), or CUDA when available, else CPU.
+
+    Raises:
+        ConfigError: An unknown device, or one this machine does not have.
+    """
+    device = check_device(device)
+    if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
