@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +66,8 @@ class MetaTrainer:
         # float64 sums are exact for a handful of float32 terms, so the result does not depend on how
         # tasks are spread over ranks (the order of the all-reduce).
         self._sum = torch.empty_like(self.phi, dtype=torch.float64)
-        self._losses: dict[int, list[float]] = collections.defaultdict(list)
+        self._losses: dict[int, list[torch.Tensor]] = collections.defaultdict(list)  # per task, since last log
+        self._unchecked: list[tuple[int, TaskLearner, torch.Tensor]] = []  # (step, task, loss) not yet checked
         self._delta_norm = 0.0
 
     def _init_phi(self) -> tuple[torch.Tensor, tuple]:
@@ -94,13 +94,13 @@ class MetaTrainer:
             final_eval: dict[str, EvalResult] = {}
             while self.step < self.cfg.steps:
                 self.train_step()
-                if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                if self._due(self.cfg.log_every):
                     rate = (self.step - tick_step) / (time.perf_counter() - tick)
                     self._log_train(metrics, bar, rate)
                     tick, tick_step = time.perf_counter(), self.step
-                if self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps:
+                if self._due(self.cfg.eval_every):
                     final_eval = self._evaluate(metrics)
-                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                if self._due(self.cfg.checkpoint_every):
                     self._save_checkpoint()
                 bar.update(1)
             if not final_eval:  # resumed at the very end: nothing left to train
@@ -113,23 +113,39 @@ class MetaTrainer:
         return MetaTrainResult(self.out, init_dir, self.step, final_eval)
 
     def train_step(self) -> None:
-        """Advance by one inner step: every local task steps, then the meta-update and reset when due."""
+        """Advance by one inner step: every local task steps, then the meta-update and reset when due.
+
+        Losses stay on the device; they are checked for NaN/inf (one host sync) at every step that
+        logs, evaluates or checkpoints, so a non-finite run never reaches a checkpoint.
+        """
         self.step += 1
-        bad = None
         for learner in self.learners:
-            loss = learner.inner_step().item()
+            loss = learner.inner_step()
             self._losses[learner.index].append(loss)
-            if not math.isfinite(loss) and bad is None:
-                bad = f"task {learner.task.name!r} (index {learner.index}) has loss {loss} at step {self.step}"
-        if distributed.any_true(self.ctx, bad is not None):
-            reasons = [r for r in distributed.gather_objects(self.ctx, bad) if r]
-            raise TrainingError(f"non-finite loss: {'; '.join(reasons)}; the last good checkpoint is kept "
-                                f"in {checkpoint_path(self.out)} (try a lower inner.lr)")
+            self._unchecked.append((self.step, learner, loss))
         if self.algo.is_meta_step(self.step):
             self._meta_update()
         if self.algo.is_reset_step(self.step):
             for learner in self.learners:
                 learner.reset_(self.phi, self.algo.hard_reset)
+        if any(self._due(every) for every in (self.cfg.log_every, self.cfg.eval_every, self.cfg.checkpoint_every)):
+            self._check_finite()
+
+    def _due(self, every: int) -> bool:
+        return self.step % every == 0 or self.step == self.cfg.steps
+
+    def _check_finite(self) -> None:
+        bad = None
+        if self._unchecked:
+            finite = torch.isfinite(torch.stack([loss for _, _, loss in self._unchecked])).cpu()
+            if not bool(finite.all()):
+                step, learner, loss = self._unchecked[int((~finite).nonzero()[0])]
+                bad = f"task {learner.task.name!r} (index {learner.index}) has loss {loss.item()} at step {step}"
+        self._unchecked.clear()
+        if distributed.any_true(self.ctx, bad is not None):
+            reasons = [r for r in distributed.gather_objects(self.ctx, bad) if r]
+            raise TrainingError(f"non-finite loss: {'; '.join(reasons)}; the last good checkpoint is kept "
+                                f"in {checkpoint_path(self.out)} (try a lower inner.lr)")
 
     def _meta_update(self) -> None:
         total = self._sum.zero_()
@@ -143,7 +159,8 @@ class MetaTrainer:
 
     # -- logging, evaluation, checkpoints --------------------------------------------------------
     def _log_train(self, metrics: MetricsWriter | None, bar: tqdm, rate: float) -> None:
-        local = {i: (self.cfg.tasks[i].display_name, sum(v) / len(v)) for i, v in self._losses.items() if v}
+        local = {i: (self.cfg.tasks[i].display_name, torch.stack(v).mean().item())
+                 for i, v in self._losses.items() if v}
         self._losses.clear()
         # In task order, whatever the world size (gathering gives rank order).
         losses = {name: loss for _, (name, loss) in sorted(distributed.gather_dict(self.ctx, local).items())}
