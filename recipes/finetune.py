@@ -29,16 +29,35 @@ log = logging.getLogger("finetune")
 
 
 def read_config(path: str, overrides: list[str]) -> dict[str, Any]:
-    """The YAML at ``path`` with ``key=value`` overrides applied; unknown or missing keys are errors."""
+    """The YAML at ``path`` with ``key=value`` overrides applied; unknown or missing keys are errors.
+
+    Numbers such as ``lr: 1e-3`` (which YAML 1.1 reads as a string) become floats in ``FinetuneConfig``.
+    """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {path!r} does not exist")
-    values = apply_overrides(yaml.safe_load(file.read_text()) or {}, overrides)
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with keys {', '.join(KEYS)}, "
+                          f"got {type(loaded).__name__} {loaded!r}")
+    values = apply_overrides(loaded or {}, overrides)
     unknown = sorted(set(values) - set(KEYS))
     missing = [key for key in ("init", "target") if not values.get(key)]
     if unknown or missing:
         raise ConfigError(f"{path}: unknown keys {unknown}, missing keys {missing}; valid keys: {', '.join(KEYS)}")
     return values
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    # One line: PyYAML's message spreads the problem and its position over several lines.
+    problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,50 @@ def test_recipe_refuses_unknown_keys(recipe_main):
         recipe_main([str(CONFIG), "stepz=3"])
     with pytest.raises(ConfigError, match=r"unknown fine-tuning option\(s\) \['stepz'\]"):
         recipe_main([str(CONFIG), "finetune.stepz=3"])
+
+
+@pytest.fixture
+def recipe_read_config():
+    return runpy.run_path(str(RECIPE), run_name="finetune_recipe")["read_config"]
+
+
+def test_recipe_reads_1e_minus_3_as_a_float(recipe_read_config, tmp_path):
+    from lsml_hub.metatest import FinetuneConfig
+
+    path = tmp_path / "ft.yaml"
+    path.write_text("init: scratch:test_resnet\ntarget: builtin:digits\nfinetune:\n  lr: 1e-3\n  weight_decay: 5e-4\n")
+    values = recipe_read_config(str(path), ["finetune.steps=10"])
+    config = FinetuneConfig.from_dict(values["finetune"])
+    assert config.lr == 0.001 and config.weight_decay == 0.0005 and config.steps == 10
+    assert isinstance(config.lr, float) and isinstance(config.weight_decay, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("init: scratch:test_resnet\ntarget: [a\n", r"not valid YAML: expected ',' or '\]', but got '<stream end>' "
+                                                    r"\(line 3, column 1\)"),
+        ("- init\n- target\n", r"the top level must be a mapping with keys init, target, output_dir, finetune, "
+                               r"got list \['init', 'target'\]"),
+        ("just text\n", r"the top level must be a mapping .*, got str 'just text'"),
+        ("init: scratch:test_resnet\ntarget: builtin:digits\nfinetune: 3\n",
+         r"fine-tuning options must be a mapping of option: value, got 3"),
+    ],
+)
+def test_recipe_refuses_bad_yaml_with_one_line(recipe_main, tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        recipe_main([str(path)])
+    assert "\n" not in str(err.value)
+
+
+def test_recipe_bad_yaml_exits_2_without_traceback(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("init: scratch:test_resnet\n target: builtin:digits\n")
+    proc = subprocess.run([sys.executable, str(RECIPE), str(path)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"finetune.py: error: {path}: not valid YAML: mapping values are not allowed "
+                                   "here (line 2, column 8)")
