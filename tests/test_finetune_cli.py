@@ -57,7 +57,7 @@ def test_cli_finetune_prints_results_and_writes_result_and_weights(tmp_path, cap
         (["--optimizer", "sgdd"], "unknown optimizer 'sgdd' (did you mean sgd"),
         (["--steps", "0"], "steps must be a positive integer, got 0"),
         (["--seed", "-1"], "seed must be a non-negative integer (at most 2**63 - 1), got -1"),
-        (["--device", "foo"], "unknown device 'foo'; valid: auto (or None), cpu, cuda, cuda:N, mps"),
+        (["--device", "foo"], "unknown device 'foo'; valid: auto, cpu, cuda, cuda:N, mps"),
         (["--max-train-samples", "9999"], "max_train_samples=9999 but target 'digits_0-4' has 721 training"),
     ],
 )
@@ -81,8 +81,7 @@ def test_cli_unavailable_device_is_one_line_exit_2_before_any_work(device, monke
     assert rc == 2
     err = capsys.readouterr().err.strip()
     kind = "MPS" if device == "mps" else "CUDA"
-    assert err == (f"lsml-hub finetune: error: device {device!r} requested but {kind} is not available on this "
-                   "machine; use cpu or auto")
+    assert err == f"lsml-hub finetune: error: device {device!r} requested but {kind} is not available; use cpu or auto"
 
 
 def test_cli_unknown_init_is_one_line_and_exit_2(tmp_path, capsys):

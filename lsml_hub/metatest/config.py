@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,6 @@ STEP_GAMMA = 0.3
 DEFAULT_EVALS = 10
 # Seeds reach torch.manual_seed and numpy; both take any integer in this range.
 MAX_SEED = 2**63 - 1
-DEVICES = "auto (or None), cpu, cuda, cuda:N, mps"
-_DEVICE_NAME = re.compile(r"cpu|mps|cuda(?::[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -161,23 +158,21 @@ def check_device(device: Any) -> str | None:
     """
     import torch
 
+    from lsml_hub._device import VALID, resolve_device
+
     if isinstance(device, torch.device):
         device = str(device)
     if device is None or device == "auto":
         return device
-    if not isinstance(device, str) or not _DEVICE_NAME.fullmatch(device):
-        raise ConfigError(f"unknown device {device!r}; valid: {DEVICES}")
-    if device.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine; "
-                              "use cpu or auto")
-        index = int(device.partition(":")[2] or 0)
-        if index >= count:
-            raise ConfigError(f"device {device!r} requested but this machine has {count} CUDA device(s); "
-                              f"valid: cuda:0 to cuda:{count - 1}, cpu or auto")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps' requested but MPS is not available on this machine; use cpu or auto")
+    if not isinstance(device, str):
+        raise ConfigError(f"unknown device {device!r}; valid: {VALID}")
+    if device.partition(":")[0] == "cuda" and not torch.cuda.is_available():  # named as given ('cuda', not 'cuda:0')
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use cpu or auto")
+    resolved = resolve_device(device)  # unknown names, MPS missing
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"device {device!r} requested but this machine has {count} CUDA device(s); "
+                          f"valid: cuda:0 to cuda:{count - 1}, cpu or auto")
     return device
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from lsml_hub._device import resolve_device as _resolve_device
 from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task, TaskSpec, eval_batches
 from lsml_hub.errors import TrainingError
 from lsml_hub.metatest.config import FinetuneConfig, check_device
@@ -120,10 +121,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     Raises:
         ConfigError: An unknown device, or one this machine does not have.
     """
-    device = check_device(device)
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return _resolve_device(check_device(device))
 
 
 def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfig, config: FinetuneConfig,
