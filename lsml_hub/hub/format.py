@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from lsml_hub._io import atomic_dir, atomic_write_json
-from lsml_hub.errors import ConfigError, InitError, IntegrityError
-from lsml_hub.hub._util import first_line
+from lsml_hub.errors import ConfigError, InitError, IntegrityError, first_line
 from lsml_hub.hub.card import build_model_card
 from lsml_hub.hub.config import (
     CARD_FILE,

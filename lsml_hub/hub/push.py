@@ -13,8 +13,7 @@ from huggingface_hub import errors as hf_errors
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
 
-from lsml_hub.errors import LsmlHubError
-from lsml_hub.hub._util import first_line
+from lsml_hub.errors import LsmlHubError, first_line
 from lsml_hub.hub.config import CARD_FILE, INIT_FILES
 from lsml_hub.hub.format import verify_init
 from lsml_hub.hub.resolve import LIBRARY_NAME

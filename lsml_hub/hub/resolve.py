@@ -23,8 +23,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from lsml_hub.errors import InitError
-from lsml_hub.hub._util import first_line
+from lsml_hub.errors import InitError, first_line
 from lsml_hub.hub.config import CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.registry import get_init, is_registered
 from lsml_hub.version import __version__

@@ -9,8 +9,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from lsml_hub.errors import InitError, IntegrityError
-from lsml_hub.hub._util import first_line
+from lsml_hub.errors import InitError, IntegrityError, first_line
 
 # Loaders that only copy tensors by name (BatchNorm's adds a counter missing from old checkpoints,
 # which an init always has), so handing the model the file's tensors directly is equivalent.
