@@ -7,7 +7,6 @@ and ``config.yaml`` (the resolved run config).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,17 +15,16 @@ from typing import Any
 
 import yaml
 
+from lsml_hub import run_layout
 from lsml_hub._io import atomic_dir, atomic_write_json
 from lsml_hub.errors import LsmlHubError
 from lsml_hub.hub.card import TrainingReport, build_model_card
 from lsml_hub.hub.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.format import refuse_foreign_folder, verify_init
+from lsml_hub.run_layout import INIT_SUBDIR, METRICS_FILE, RUN_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-RUN_CONFIG_FILE = "config.yaml"
-INIT_SUBDIR = "init"
 PUBLISH_SUBDIR = "publish"
 CURVE_ROWS = 11  # eval steps shown in the card's curve table (first and last always included)
 
@@ -84,27 +82,14 @@ def read_training_report(run_dir: Path) -> TrainingReport:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a ``metrics.jsonl``; a torn last line (a killed run) is skipped with a warning."""
+    """The JSON objects of a run's ``metrics.jsonl`` (a torn last line is skipped), or a PublishError."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return run_layout.read_metrics(path)
     except FileNotFoundError:
         raise PublishError(f"{path} is missing: a run folder holds {INIT_SUBDIR}/, {METRICS_FILE} "
                            f"and {RUN_CONFIG_FILE}") from None
-    records = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if lineno == len(lines):
-                logger.warning("%s:%d is cut short; skipped", path, lineno)
-                continue
-            raise PublishError(f"{path}:{lineno} is not JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise PublishError(f"{path}:{lineno} is a {type(record).__name__}, not a JSON object")
-        records.append(record)
-    return records
+    except ValueError as err:
+        raise PublishError(str(err)) from None
 
 
 def _read_run_config(path: Path) -> dict[str, Any]:
