@@ -10,10 +10,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from lsml_hub import models as _models  # noqa: F401  (registers the CIFAR ResNets with timm)
+from lsml_hub._lazy import lazy_exports
 from lsml_hub.version import __version__
 
 # public name -> module that defines it; resolved lazily by __getattr__.
@@ -34,15 +32,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lsml_hub' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), ("__version__",))

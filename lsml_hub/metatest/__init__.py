@@ -13,8 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lsml_hub._lazy import lazy_exports
 
 # public name -> module that defines it; resolved lazily by __getattr__.
 _LAZY = {
@@ -35,16 +34,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lsml_hub.metatest' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    # A submodule called like the name ("compare") would otherwise shadow the function once imported.
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), ())
