@@ -4,7 +4,8 @@
 
 Both trainers are built in this process and measured in alternating rounds, so machine noise hits
 both alike; the ratio of their median steps/s is printed on the last line (target ≥ 0.95) and
-written to benchmarks/results/meta_overhead.json.
+appended to benchmarks/results/meta_overhead.json. Run it on an otherwise idle machine: a
+competing process makes rounds minutes apart incomparable.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from lsml_hub._io import atomic_write_json
 from lsml_hub.distributed import DistContext
 from lsml_hub.training import MetaTrainConfig, MetaTrainer
 
@@ -74,8 +76,9 @@ def main() -> None:
         "config": vars(args), "steps_per_sec": rates, "median_steps_per_sec": median, "ratio_cts_over_none": ratio,
         "target": ">= 0.95",
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    history = history if isinstance(history, list) else [history]
+    atomic_write_json(RESULTS, [*history, record])  # newest last, like the other benchmarks
     print(f"cts {median['cts']:.2f} steps/s, none {median['none']:.2f} steps/s ({args.tasks} tasks, {args.model})")
     print(f"ratio cts/none = {ratio:.3f}")
 
