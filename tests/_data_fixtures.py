@@ -1,39 +1,19 @@
-"""Helpers shared by the data tests: isolated caches and small synthetic datasets written with ``datasets``.
+"""Helpers shared by the data tests: small synthetic datasets written with ``datasets`` (caches: ``_isolation``).
 
 Imported by the test modules (not a conftest, so it adds no fixtures to other people's tests).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from lsml_hub.data import ImageTensors
-
-
-@contextlib.contextmanager
-def isolated_caches(root: Path) -> Iterator[Path]:
-    """Point the builtin cache and the ``datasets`` cache under ``root``, and keep the Hub offline.
-
-    ``datasets`` and ``huggingface_hub`` read their settings from the environment at import time,
-    so the module attributes are patched as well as the variables.
-    """
-    import huggingface_hub.constants
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LSML_HUB_CACHE", str(root / "lsml_hub"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf_datasets"))
-        mp.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        yield root
 
 
 def class_features(class_names: Sequence[str], image: str = "image", label: str = "label") -> datasets.Features:

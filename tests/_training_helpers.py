@@ -4,7 +4,7 @@ Imported by the test modules (not a conftest, so it adds no fixtures to other pe
 
 Results are bit-exact only for the same thread count, so every run here is single-threaded:
 ``OMP_NUM_THREADS=1`` in subprocesses (torchrun sets it per worker by default) and
-``torch.set_num_threads(1)`` around in-process runs.
+``_isolation.one_thread()`` around in-process runs.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import datasets
-import huggingface_hub.constants
 import pytest
 import torch
+from _isolation import isolated_caches
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,28 +47,9 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@contextlib.contextmanager
-def training_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def training_caches(tmp_path_factory: pytest.TempPathFactory) -> contextlib.AbstractContextManager[Path]:
     """Point the builtin cache (``$LSML_HUB_CACHE``) and the ``datasets`` cache at the session folder, offline."""
-    root = cache_root(tmp_path_factory)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LSML_HUB_CACHE", str(root / "lsml_hub"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf_datasets"))
-        mp.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        yield root
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch single-threaded (as the subprocesses are), restoring the thread count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return isolated_caches(cache_root(tmp_path_factory))
 
 
 def small_config(output_dir: Path | str, **overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from _data_fixtures import isolated_caches
+from _isolation import isolated_caches
 
 from lsml_hub.cli import main
 from lsml_hub.data import BUILTINS

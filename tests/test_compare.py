@@ -11,6 +11,7 @@ import pytest
 import safetensors.torch
 import timm
 import torch
+from _isolation import finetune_isolation
 from huggingface_hub import constants
 from PIL import Image
 
@@ -27,20 +28,12 @@ TARGET = "builtin:digits?classes=0-4"  # 5 classes: 721 train / 180 eval samples
 TINY = dict(steps=6, batch_size=8, max_train_samples=30, eval_every=3, progress=False)
 GREY_INPUTS = {"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.25,) * 3}
 
-# The builtin cache of every fine-tuning test module: builtin:digits materializes once per session.
-SHARED_CACHE = "finetune_tests_lsml_hub_cache"
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory):
-    """Temporary builtin cache, an empty Hugging Face cache, and one torch thread on the 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LSML_HUB_CACHE", str(tmp_path_factory.getbasetemp() / SHARED_CACHE))
-        mp.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf_cache")))
+    """The shared builtin cache, an empty Hugging Face cache, and one torch thread on the 2 shared cores."""
+    with finetune_isolation(tmp_path_factory, empty_hf_cache=True):
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from _data_fixtures import isolated_caches
+from _isolation import isolated_caches
 
 from lsml_hub.data import BUILTINS, cache_root, load_task
 from lsml_hub.data.builtin import fashion_mnist, glyphs, load_builtin

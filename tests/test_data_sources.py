@@ -14,12 +14,12 @@ import pytest
 import torch
 from _data_fixtures import (
     class_features,
-    isolated_caches,
     labelled_dataset,
     pil_to_uint8_chw,
     random_images,
     write_image_folder,
 )
+from _isolation import isolated_caches
 
 from lsml_hub.data import load_task
 from lsml_hub.errors import DataError

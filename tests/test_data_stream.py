@@ -12,7 +12,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from _data_fixtures import identifiable_tensors, isolated_caches
+from _data_fixtures import identifiable_tensors
+from _isolation import isolated_caches
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from lsml_hub.data import Augment, BatchStream, ImageTensors, Normalizer, eval_batches, load_task, stratified_subset

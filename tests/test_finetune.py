@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from _isolation import finetune_isolation
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 import lsml_hub
@@ -22,23 +23,12 @@ from lsml_hub.metatest.target import Target
 # A tiny run: 50 stratified samples of the digits, 20 steps of 16, two evaluations.
 TINY = dict(steps=20, batch_size=16, max_train_samples=50, eval_every=10, progress=False)
 
-# The builtin cache of every fine-tuning test module: builtin:digits materializes once per session.
-SHARED_CACHE = "finetune_tests_lsml_hub_cache"
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory):
-    """Builtin sources materialize in a temporary cache; torch uses one thread.
-
-    One thread because the 2 CPU cores are shared: OpenMP workers spin-wait on a busy core and make
-    small convolutions many times slower than on one thread.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LSML_HUB_CACHE", str(tmp_path_factory.getbasetemp() / SHARED_CACHE))
+    """Builtin sources materialize in the shared temporary cache; torch uses one thread."""
+    with finetune_isolation(tmp_path_factory):
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -11,26 +11,19 @@ import pytest
 import safetensors.torch
 import timm
 import torch
+from _isolation import finetune_isolation
 
 from lsml_hub.cli import main
 
 TARGET = "builtin:digits?classes=0-4"  # 5 classes: 721 train / 180 eval samples
 TINY = ["--steps", "6", "--batch-size", "8", "--max-train-samples", "30", "--eval-every", "3", "--no-progress"]
 
-# The builtin cache of every fine-tuning test module: builtin:digits materializes once per session.
-SHARED_CACHE = "finetune_tests_lsml_hub_cache"
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory):
-    """Temporary builtin cache (inherited by subprocesses); one torch thread on the 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LSML_HUB_CACHE", str(tmp_path_factory.getbasetemp() / SHARED_CACHE))
-        mp.setenv("OMP_NUM_THREADS", "1")
+    """The shared builtin cache (inherited by subprocesses, with OMP_NUM_THREADS=1); one torch thread."""
+    with finetune_isolation(tmp_path_factory, omp_one_thread=True):
         yield
-    torch.set_num_threads(threads)
 
 
 def test_cli_finetune_prints_results_and_writes_result_and_weights(tmp_path, capsys):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from _isolation import finetune_isolation
 
 from lsml_hub.errors import ConfigError
 
@@ -19,18 +19,11 @@ RECIPE = ROOT / "recipes" / "finetune.py"
 CONFIG = ROOT / "recipes" / "configs" / "finetune_digits.yaml"
 
 
-# The builtin cache of every fine-tuning test module: builtin:digits materializes once per session.
-SHARED_CACHE = "finetune_tests_lsml_hub_cache"
-
-
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
-    """Temporary builtin cache; one torch thread on the 2 shared cores."""
-    monkeypatch.setenv("LSML_HUB_CACHE", str(tmp_path_factory.getbasetemp() / SHARED_CACHE))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _isolated(tmp_path_factory: pytest.TempPathFactory):
+    """The shared builtin cache; one torch thread on the 2 shared cores."""
+    with finetune_isolation(tmp_path_factory):
+        yield
 
 
 @pytest.fixture

@@ -17,6 +17,15 @@ def one_line_error(excinfo: pytest.ExceptionInfo) -> str:
     return message
 
 
+def assert_load_config_refuses(overrides: list[str], words: list[str]) -> None:
+    """``load_config(TINY_YAML, overrides)`` raises a one-line ConfigError that names every one of ``words``."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(TINY_YAML, overrides)
+    message = one_line_error(excinfo)
+    for word in words:
+        assert word in message, message
+
+
 def test_tiny_yaml_loads():
     cfg = load_config(TINY_YAML)
     assert cfg.model == "test_resnet" and cfg.input_size == 32
@@ -84,11 +93,7 @@ def test_config_round_trips_through_to_dict(tmp_path):
     ],
 )
 def test_unknown_keys_are_refused_naming_them_and_the_valid_ones(overrides, words):
-    with pytest.raises(ConfigError) as excinfo:
-        load_config(TINY_YAML, overrides)
-    message = one_line_error(excinfo)
-    for word in words:
-        assert word in message, message
+    assert_load_config_refuses(overrides, words)
 
 
 @pytest.mark.parametrize(
@@ -128,11 +133,7 @@ def test_unknown_keys_are_refused_naming_them_and_the_valid_ones(overrides, word
     ],
 )
 def test_bad_values_are_one_line_config_errors(overrides, words):
-    with pytest.raises(ConfigError) as excinfo:
-        load_config(TINY_YAML, overrides)
-    message = one_line_error(excinfo)
-    for word in words:
-        assert word in message, message
+    assert_load_config_refuses(overrides, words)
 
 
 def test_bad_values_in_a_mapping_are_config_errors_too(tmp_path):

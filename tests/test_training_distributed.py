@@ -11,6 +11,7 @@ import json
 import pytest
 import torch
 import yaml
+from _isolation import one_thread
 from _training_helpers import (
     RECIPE,
     TINY_TASKS,
@@ -18,7 +19,6 @@ from _training_helpers import (
     assert_same_tensors,
     finish,
     init_tensors,
-    one_thread,
     small_config,
     start,
     subprocess_env,

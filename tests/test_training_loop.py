@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 import yaml
+from _isolation import one_thread
 from _training_helpers import (
     TINY_YAML,
     TWO_TASKS,
@@ -15,7 +16,6 @@ from _training_helpers import (
     body_vector,
     file_state,
     init_tensors,
-    one_thread,
     small_config,
     training_caches,
 )

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _isolation import one_thread
 from _training_helpers import (
     assert_same_tensors,
     cli_command,
     file_state,
     init_tensors,
-    one_thread,
     small_config,
     start,
     subprocess_env,
