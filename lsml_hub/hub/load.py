@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+import torch
 from torch import nn
 
 from lsml_hub.errors import InitError
@@ -19,7 +22,7 @@ from lsml_hub.hub.weights import load_backbone
 
 logger = logging.getLogger(__name__)
 
-_THREADED_HASH_BYTES = 16 << 20
+_LARGE_WEIGHTS_BYTES = 16 << 20
 
 
 def load_init_config(init: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> InitConfig:
@@ -116,6 +119,13 @@ def _create_pretrained(config: InitConfig, files: InitFiles, num_classes: int,
     model, digest = _build_while_hashing(config, files, num_classes, timm_kwargs)
     check_sha256(files.weights, digest, config, hint=_refetch_hint(files.ref))
     load_backbone(model, files.weights)
+    if _has_meta_tensors(model) and num_classes:
+        model.reset_classifier(num_classes)  # the head existed only on the meta device: draw a real one
+    if _has_meta_tensors(model):
+        # Something the file does not hold (a non-persistent buffer, a head timm did not redraw) is still
+        # only on the meta device: build normally.
+        model = _build(config, files, num_classes, timm_kwargs)
+        load_backbone(model, files.weights)
     logger.info("loaded init %s (%s, sha256 %s...)", files.ref, config.architecture, config.sha256[:12])
     return model
 
@@ -130,26 +140,34 @@ def _read_checked_config(files: InitFiles) -> InitConfig:
 
 def _build_while_hashing(config: InitConfig, files: InitFiles, num_classes: int,
                          timm_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
-    # Large files are hashed on a second thread while the model is built (hashlib and torch's init
-    # kernels release the GIL), so verifying costs little wall time; small ones are not worth a thread.
-    if files.weights.stat().st_size < _THREADED_HASH_BYTES:
+    # Large files are hashed on a second thread while the model is built on the meta device: random
+    # initialisation, which the file overwrites anyway, dominates building a large model (3x for
+    # ResNet-18), while torch's meta-device mode costs more than it saves on small ones.
+    if files.weights.stat().st_size < _LARGE_WEIGHTS_BYTES:
         digest = sha256_file(files.weights)
         return _build(config, files, num_classes, timm_kwargs), digest
+    meta = not ({"dtype", "device"} & timm_kwargs.keys())  # those would have to be applied to a new head
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(sha256_file, files.weights)
-        return _build(config, files, num_classes, timm_kwargs), digest.result()
+        return _build(config, files, num_classes, timm_kwargs, meta=meta), digest.result()
 
 
-def _build(config: InitConfig, files: InitFiles, num_classes: int, timm_kwargs: dict[str, Any]) -> nn.Module:
+def _has_meta_tensors(model: nn.Module) -> bool:
+    return any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def _build(config: InitConfig, files: InitFiles, num_classes: int, timm_kwargs: dict[str, Any],
+           meta: bool = False) -> nn.Module:
     kwargs = {**config.model_args, **timm_kwargs}
     kwargs.pop("num_classes", None)  # configs written by other tools may record the source head size
-    return timm.create_model(
-        config.architecture,
-        pretrained=False,
-        num_classes=num_classes,
-        pretrained_cfg=config.timm_pretrained_cfg(**_source_fields(files.ref, files.folder)),
-        **kwargs,
-    )
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        return timm.create_model(
+            config.architecture,
+            pretrained=False,
+            num_classes=num_classes,
+            pretrained_cfg=config.timm_pretrained_cfg(**_source_fields(files.ref, files.folder)),
+            **kwargs,
+        )
 
 
 def _source_fields(ref: InitRef, folder: Path) -> dict[str, str]:

@@ -41,9 +41,11 @@ def load_backbone(model: nn.Module, weights: Path) -> None:
     tensors = read_tensors(weights)
     own = model.state_dict()
     check_fit(model, own, tensors, weights)
-    if not _swap_in(model, tensors):
+    on_meta = any(t.is_meta for t in own.values())
+    if on_meta or not _swap_in(model, tensors):
         with torch.no_grad():
-            model.load_state_dict(tensors, strict=False)
+            # A model built on the meta device has no storage to copy into: the file's tensors become its own.
+            model.load_state_dict(tensors, strict=False, assign=on_meta)
 
 
 def check_fit(model: nn.Module, own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor],
