@@ -85,12 +85,14 @@ def _swap_in(model: nn.Module, tensors: dict[str, torch.Tensor]) -> bool:
     # whenever anything could customize loading or a dtype/device differs.
     if type(model).load_state_dict is not nn.Module.load_state_dict:
         return False
-    for module in model.modules():
+    targets: dict[str, torch.Tensor] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):  # one walk: checks and tensors
         if (type(module)._load_from_state_dict not in _PLAIN_LOADERS
                 or module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks):
             return False
-    targets: dict[str, torch.Tensor] = dict(model.named_parameters(remove_duplicate=False))
-    targets.update(model.named_buffers(remove_duplicate=False))
+        dot = f"{prefix}." if prefix else ""
+        targets.update((dot + name, t) for name, t in module._parameters.items() if t is not None)
+        targets.update((dot + name, t) for name, t in module._buffers.items() if t is not None)
     if any(k not in targets or t.dtype != targets[k].dtype or t.device != targets[k].device
            for k, t in tensors.items()):
         return False
