@@ -15,8 +15,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lsml_hub._device import resolve_device as _resolve_device
-from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task, TaskSpec, eval_batches
+from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task, TaskSpec
 from lsml_hub.errors import TrainingError
+from lsml_hub.evaluation import evaluate_model
 from lsml_hub.metatest.config import FinetuneConfig, check_device
 from lsml_hub.metatest.model import InputConfig, resolve_model, set_train_mode, set_trainable
 from lsml_hub.metatest.optim import build_optimizer, build_scheduler
@@ -163,7 +164,9 @@ def _train_step(model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer
 
 def _eval_point(model: nn.Module, task: Task, inputs: InputConfig, config: FinetuneConfig, device: torch.device,
                 step: int, train_loss: float, lr: float) -> EvalPoint:
-    eval_loss, accuracy = evaluate(model, task.tensors("eval"), inputs, device, _eval_batch_size(config))
+    result = evaluate_model(model, task.tensors("eval"), mean=inputs.mean, std=inputs.std, device=device,
+                            batch_size=_eval_batch_size(config))
+    eval_loss, accuracy = result.loss, result.accuracy
     set_train_mode(model, config.mode)
     logger.debug("step %d: train loss %.4f, eval loss %.4f, accuracy %.4f", step, train_loss, eval_loss, accuracy)
     return EvalPoint(step, train_loss, eval_loss, accuracy, lr)
@@ -180,20 +183,6 @@ def _finite_mean(loss_sum: torch.Tensor, count: int, step: int) -> float:
     if not math.isfinite(value):
         raise TrainingError(f"training loss became {value} by step {step}; lower lr (or check the target's labels)")
     return value
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, data: ImageTensors, inputs: InputConfig, device: torch.device,
-             batch_size: int = 256) -> tuple[float, float]:
-    """Mean cross-entropy and top-1 accuracy of ``model`` on ``data`` (eval mode; restored by the caller)."""
-    model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    for batch in eval_batches(data, batch_size, mean=inputs.mean, std=inputs.std, device=device):
-        logits = model(batch.images)
-        loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == batch.labels).sum()
-    return loss_sum.item() / len(data), correct.item() / len(data)
 
 
 def _describe(model_or_init: ModelOrInit, model: nn.Module) -> str:

@@ -11,19 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsml_hub._seed import derive_seed
-from lsml_hub.data import Augment, BatchStream, Task, eval_batches
+from lsml_hub.data import Augment, BatchStream, Task
+from lsml_hub.evaluation import EvalResult, evaluate_model
 from lsml_hub.models import create_backbone, split_backbone_head
 from lsml_hub.training.config import InnerConfig
 from lsml_hub.training.flat import flatten_params_
-
-
-@dataclass
-class EvalResult:
-    """Loss and accuracy of one task on (part of) its eval split."""
-
-    loss: float
-    accuracy: float
-    samples: int
 
 
 def task_seed(seed: int, task_index: int, salt: int = 0) -> int:
@@ -108,23 +100,14 @@ class TaskLearner:
             self.model.get_classifier().to(self.body.device)
             self.optimizer = make_optimizer(list(self.model.parameters()), self.inner)
 
-    @torch.no_grad()
     def evaluate(self, max_batches: int | None = None) -> EvalResult:
         """Mean loss and accuracy on the eval split (the first ``max_batches`` batches when given)."""
-        self.model.eval()
-        loss_sum, correct, seen = 0.0, 0, 0
         mean, std = self.mean_std
-        batches = eval_batches(self.task.tensors("eval"), self.inner.batch_size, mean=mean, std=std,
-                               device=self.body.device)
-        for i, batch in enumerate(batches):
-            if max_batches is not None and i >= max_batches:
-                break
-            logits = self.model(batch.images)
-            loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum").item()
-            correct += (logits.argmax(1) == batch.labels).sum().item()
-            seen += len(batch.labels)
-        self.model.train()
-        return EvalResult(loss=loss_sum / seen, accuracy=correct / seen, samples=seen)
+        try:
+            return evaluate_model(self.model, self.task.tensors("eval"), mean=mean, std=std, device=self.body.device,
+                                  batch_size=self.inner.batch_size, max_batches=max_batches)
+        finally:
+            self.model.train()
 
     def body_buffers(self) -> dict[str, torch.Tensor]:
         """Floating-point buffers of the backbone (BatchNorm running statistics)."""

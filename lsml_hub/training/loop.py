@@ -28,7 +28,6 @@ from lsml_hub.training.export import averaged_buffers, build_init_model, write_i
 from lsml_hub.training.flat import flatten_params_
 from lsml_hub.training.learner import EvalResult, TaskLearner
 from lsml_hub.training.metrics import MetricsWriter
-from lsml_hub.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -231,8 +230,7 @@ class MetaTrainer:
                 "seed": self.cfg.seed,
                 "world_size": self.ctx.world_size,
                 "final_metrics": {k: {"loss": v.loss, "accuracy": v.accuracy} for k, v in final_eval.items()},
-                "package_version": __version__,
-            }
+            }  # save_init adds the weights' sha256 and the package version
             model = build_init_model(self.cfg.model, self.phi, buffers)
             write_init(init_dir, model, metadata, self._input_size(summaries), *self.mean_std)
 
