@@ -15,7 +15,7 @@ from lsml_hub.errors import InitError, IntegrityError
 from lsml_hub.hub import InitEntry, add_to_hub_cache, load_init_config, sha256_file
 from lsml_hub.hub import registry as registry_module
 from lsml_hub.hub import resolve as resolve_module
-from lsml_hub.hub.weights import load_backbone
+from lsml_hub.hub.weights import classifier_keys, load_backbone, model_state, read_tensors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -387,7 +387,7 @@ def test_fast_load_keeps_the_parameter_objects(hub_make_init):
     folder = hub_make_init("resnet20_cifar")
     model = timm.create_model("resnet20_cifar", num_classes=3)
     weight = model.stem[0].weight
-    load_backbone(model, folder / "model.safetensors")
+    load_backbone(model, read_tensors(folder / "model.safetensors"), folder / "model.safetensors")
     assert model.stem[0].weight is weight and isinstance(weight, torch.nn.Parameter)
     assert_backbone_equals_file(model, folder, 3)
 
@@ -397,9 +397,47 @@ def test_a_model_that_customizes_loading_goes_through_load_state_dict(hub_make_i
     model = timm.create_model("resnet20_cifar", num_classes=3)
     seen = []
     model.register_load_state_dict_pre_hook(lambda module, state_dict, *args: seen.append(len(state_dict)))
-    load_backbone(model, folder / "model.safetensors")
+    load_backbone(model, read_tensors(folder / "model.safetensors"), folder / "model.safetensors")
     assert seen == [len(saved_tensors(folder))]
     assert_backbone_equals_file(model, folder, 3)
+
+
+@pytest.mark.parametrize("arch", ["test_resnet", "resnet20_cifar", "vit_tiny_patch16_224"])
+def test_one_walk_finds_exactly_the_state_dict_and_the_classifier(arch):
+    model = timm.create_model(arch, num_classes=3)
+    state = model_state(model)
+    assert state.plain
+    assert list(state.tensors) == list(model.state_dict())
+    assert all(state.tensors[k] is v for k, v in {**dict(model.named_parameters()),
+                                                   **dict(model.named_buffers())}.items() if k in state.tensors)
+    head = classifier_keys(model, state)
+    assert head and all(k.startswith(model.pretrained_cfg["classifier"] + ".") for k in head)
+    assert classifier_keys(timm.create_model(arch, num_classes=0)) == set()
+
+
+def test_a_module_with_extra_state_is_read_through_state_dict():
+    class WithExtra(torch.nn.Linear):
+        def get_extra_state(self):
+            return {"note": 1}
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), WithExtra(2, 2))
+    state = model_state(model)
+    assert not state.plain and list(state.tensors) == list(model.state_dict())
+    assert "1._extra_state" in state.tensors
+
+
+def test_a_small_init_loads_into_writable_tensors_of_its_own(hub_make_init):
+    # The tensors come from the bytes that were hashed; training must not touch the file or share memory.
+    folder = hub_make_init("resnet20_cifar")
+    before = (folder / "model.safetensors").read_bytes()
+    model = lsml_hub.create_model(folder, num_classes=3)
+    params = [p for p in model.parameters()]
+    assert len({p.data_ptr() for p in params}) == len(params)
+    with torch.no_grad():
+        for p in params:
+            p.add_(1.0)
+    assert (folder / "model.safetensors").read_bytes() == before
+    assert torch.equal(model.stem[0].weight, saved_tensors(folder)["stem.0.weight"] + 1.0)
 
 
 @pytest.mark.parametrize("arch", ["test_resnet", "resnet20_cifar"])

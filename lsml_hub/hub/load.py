@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -18,7 +19,7 @@ from lsml_hub.errors import InitError
 from lsml_hub.hub.config import InitConfig, read_config
 from lsml_hub.hub.format import check_sha256, recorded_sha256, sha256_file
 from lsml_hub.hub.resolve import HF_HUB, InitFiles, InitRef, fetch_init, fetch_weights, parse_init
-from lsml_hub.hub.weights import load_backbone
+from lsml_hub.hub.weights import load_backbone, read_tensors, read_weights, tensors_from_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -116,17 +117,48 @@ def create_model_as(
 def _create_pretrained(config: InitConfig, files: InitFiles, num_classes: int,
                        timm_kwargs: dict[str, Any]) -> nn.Module:
     recorded_sha256(config)
-    model, digest = _build_while_hashing(config, files, num_classes, timm_kwargs)
-    check_sha256(files.weights, digest, config, hint=_refetch_hint(files.ref))
-    load_backbone(model, files.weights)
-    if _has_meta_tensors(model) and num_classes:
-        model.reset_classifier(num_classes)  # the head existed only on the meta device: draw a real one
+    if files.weights.stat().st_size < _LARGE_WEIGHTS_BYTES:
+        model = _create_small(config, files, num_classes, timm_kwargs)
+    else:
+        model = _create_large(config, files, num_classes, timm_kwargs)
+    logger.info("loaded init %s (%s, sha256 %s...)", files.ref, config.architecture, config.sha256[:12])
+    return model
+
+
+def _create_small(config: InitConfig, files: InitFiles, num_classes: int,
+                  timm_kwargs: dict[str, Any]) -> nn.Module:
+    # One read serves the hash and the tensors: the loaded bytes are the verified ones.
+    data = read_weights(files.weights)
+    check_sha256(files.weights, hashlib.sha256(data).hexdigest(), config, hint=_refetch_hint(files.ref))
+    model = _build(config, files, num_classes, timm_kwargs)
+    load_backbone(model, tensors_from_bytes(data, files.weights), files.weights)
+    return model
+
+
+def _create_large(config: InitConfig, files: InitFiles, num_classes: int,
+                  timm_kwargs: dict[str, Any]) -> nn.Module:
+    # The file is hashed on a second thread while the model is built on the meta device: random
+    # initialisation, which the file overwrites anyway, dominates building a large model (3x for
+    # ResNet-18), while torch's meta-device mode costs more than it saves on small ones.
+    meta = not ({"dtype", "device"} & timm_kwargs.keys())  # those would have to be applied to a new head
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(sha256_file, files.weights)
+        model = _build(config, files, num_classes, timm_kwargs, meta=meta)
+        check_sha256(files.weights, digest.result(), config, hint=_refetch_hint(files.ref))
+    load_backbone(model, read_tensors(files.weights), files.weights)
+    return _materialize(model, config, files, num_classes, timm_kwargs) if meta else model
+
+
+def _materialize(model: nn.Module, config: InitConfig, files: InitFiles, num_classes: int,
+                 timm_kwargs: dict[str, Any]) -> nn.Module:
+    # A model built on the meta device has the file's backbone; its head exists only on meta.
+    if num_classes and _has_meta_tensors(model):
+        model.reset_classifier(num_classes)
     if _has_meta_tensors(model):
         # Something the file does not hold (a non-persistent buffer, a head timm did not redraw) is still
         # only on the meta device: build normally.
         model = _build(config, files, num_classes, timm_kwargs)
-        load_backbone(model, files.weights)
-    logger.info("loaded init %s (%s, sha256 %s...)", files.ref, config.architecture, config.sha256[:12])
+        load_backbone(model, read_tensors(files.weights), files.weights)
     return model
 
 
@@ -136,20 +168,6 @@ def _read_checked_config(files: InitFiles) -> InitConfig:
         raise InitError(f"{files.config} names architecture {config.architecture!r}, which timm does not "
                         f"know (timm {timm.__version__}); is lsml_hub imported and timm recent enough?")
     return config
-
-
-def _build_while_hashing(config: InitConfig, files: InitFiles, num_classes: int,
-                         timm_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
-    # Large files are hashed on a second thread while the model is built on the meta device: random
-    # initialisation, which the file overwrites anyway, dominates building a large model (3x for
-    # ResNet-18), while torch's meta-device mode costs more than it saves on small ones.
-    if files.weights.stat().st_size < _LARGE_WEIGHTS_BYTES:
-        digest = sha256_file(files.weights)
-        return _build(config, files, num_classes, timm_kwargs), digest
-    meta = not ({"dtype", "device"} & timm_kwargs.keys())  # those would have to be applied to a new head
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(sha256_file, files.weights)
-        return _build(config, files, num_classes, timm_kwargs, meta=meta), digest.result()
 
 
 def _has_meta_tensors(model: nn.Module) -> bool:
