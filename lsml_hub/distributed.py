@@ -94,10 +94,29 @@ def gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     return out
 
 
-def gather_dict(ctx: DistContext, local: dict[Any, Any]) -> dict[Any, Any]:
-    """The union of every rank's ``local`` mapping (keys are disjoint: each rank holds its own tasks)."""
+def gather_objects_to_main(ctx: DistContext, obj: Any) -> list[Any] | None:
+    """Every rank's ``obj``, in rank order, on rank 0 only (None elsewhere).
+
+    For large objects needed only where they are written (checkpoints): the other ranks never hold
+    a copy of everyone's state.
+    """
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] | None = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def gather_dict(ctx: DistContext, local: dict[Any, Any], *, main_only: bool = False) -> dict[Any, Any] | None:
+    """The union of every rank's ``local`` mapping (keys are disjoint: each rank holds its own tasks).
+
+    With ``main_only`` the union is built on rank 0 and the other ranks get None.
+    """
+    parts = gather_objects_to_main(ctx, local) if main_only else gather_objects(ctx, local)
+    if parts is None:
+        return None
     merged: dict[Any, Any] = {}
-    for part in gather_objects(ctx, local):
+    for part in parts:
         merged.update(part)
     return merged
 

@@ -183,10 +183,11 @@ class MetaTrainer:
         return results
 
     def _save_checkpoint(self) -> None:
-        states = distributed.gather_dict(self.ctx, {learner.index: learner.state_dict() for learner in self.learners})
-        checkpoint = Checkpoint(self.step, self.phi.detach().cpu().clone(), states, identity(self.cfg),
-                                torch.get_rng_state())
-        distributed.run_on_main(self.ctx, lambda: checkpoint.save(checkpoint_path(self.out)))
+        local = {learner.index: learner.state_dict() for learner in self.learners}
+        states = distributed.gather_dict(self.ctx, local, main_only=True)  # None except on rank 0
+        distributed.run_on_main(self.ctx, lambda: Checkpoint(
+            self.step, self.phi.detach().cpu().clone(), states, identity(self.cfg), torch.get_rng_state(),
+        ).save(checkpoint_path(self.out)))
 
     def _prepare_output(self) -> None:
         path = checkpoint_path(self.out)
