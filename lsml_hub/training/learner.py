@@ -85,8 +85,14 @@ class TaskLearner:
         """Flat gradient of the body on a held-out batch at the current θ (FOMAML's meta-gradient)."""
         assert self.query_stream is not None, "learner was built without a query stream"
         batch = next(self.query_stream)
+        # Train mode (batch statistics, as MAML's inner loop uses), but the held-out batch must not
+        # move the running statistics: it is for the meta-gradient only, never for training θ.
+        saved = [b.clone() for b in self.model.buffers()]
         loss = F.cross_entropy(self.model(batch.images), batch.labels)
         grads = torch.autograd.grad(loss, self.body_params)
+        with torch.no_grad():  # after the backward pass, which checks the buffers' versions
+            for buffer, value in zip(self.model.buffers(), saved):
+                buffer.copy_(value)
         return torch.cat([g.reshape(-1) for g in grads])
 
     def reset_(self, phi: torch.Tensor, hard: bool) -> None:
