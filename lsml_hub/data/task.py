@@ -13,6 +13,7 @@ import numpy as np
 from lsml_hub.data.builtin import BUILTINS
 from lsml_hub.data.builtin.arrays import stratified_split
 from lsml_hub.data.columns import IMAGE, LABEL, canonicalize, class_names_of, detect_column, select_classes
+from lsml_hub.data.decoded_cache import load_or_decode
 from lsml_hub.data.sources import load_raw
 from lsml_hub.data.spec import TaskSpec
 from lsml_hub.data.tensors import ImageTensors, to_tensors
@@ -52,11 +53,16 @@ class Task:
         return len(self.class_names)
 
     def tensors(self, split: str) -> ImageTensors:
-        """``split`` ("train" or "eval") decoded and resized once into uint8 tensors (cached)."""
+        """``split`` ("train" or "eval") decoded and resized once into uint8 tensors.
+
+        Kept in memory, and on disk for later runs and other ranks (``lsml_hub.data.decoded_cache``).
+        """
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         if split not in self._tensors:
-            self._tensors[split] = to_tensors(getattr(self, split), self.image_size, f"{self.name}/{split}")
+            ds = getattr(self, split)
+            self._tensors[split] = load_or_decode(
+                ds, self.image_size, lambda: to_tensors(ds, self.image_size, f"{self.name}/{split}"))
         return self._tensors[split]
 
     def summary(self) -> dict[str, Any]:

@@ -54,4 +54,15 @@ def to_tensors(ds: datasets.Dataset, image_size: int, desc: str = "decoding") ->
                 images[done] = preprocess(img.convert("RGB"))
                 done += 1
             bar.update(len(batch[IMAGE]))
-    return ImageTensors(images=images, labels=torch.as_tensor(ds[LABEL], dtype=torch.int64))
+    return ImageTensors(images=images, labels=label_tensor(ds))
+
+
+def label_tensor(ds: datasets.Dataset) -> torch.Tensor:
+    """The ``label`` column as int64, read as one numpy column (``ds[LABEL]`` yields row by row: 20x slower).
+
+    Example:
+        >>> label_tensor(datasets.Dataset.from_dict({"label": [2, 0]}))
+        tensor([2, 0])
+    """
+    column = ds.with_format("numpy", columns=[LABEL])[:][LABEL]
+    return torch.tensor(column, dtype=torch.int64)  # a copy: numpy views of Arrow memory are read-only

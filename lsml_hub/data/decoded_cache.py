@@ -1,0 +1,180 @@
+"""A disk cache of decoded splits, so a second run (and every other ``torchrun`` rank) skips decoding.
+
+An entry is one safetensors file under ``cache_root()/decoded`` holding ``images`` (uint8
+``[N, 3, S, S]``) and ``labels`` (int64 ``[N]``), named by a hash of the dataset's fingerprint, the
+image size and ``DECODE_VERSION``. Only datasets backed by Arrow files are cached: ``datasets`` derives
+their fingerprint from the files and the transforms applied since, whereas an in-memory dataset gets a
+random one that no later run could find again.
+
+Entries are written atomically (temporary file, fsync, rename), so ranks decoding the same split at
+once never read half a file; the last writer wins with the same bytes. Entries are read memory-mapped
+copy-on-write: ranks share the page cache, and writing to a tensor never touches the file.
+
+Set ``LSML_HUB_DECODED_CACHE=0`` to neither read nor write entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+import datasets
+import torch
+from safetensors import SafetensorError, safe_open
+
+from lsml_hub._io import atomic_write
+from lsml_hub.data.builtin.cache import cache_root
+from lsml_hub.data.tensors import ImageTensors, label_tensor
+
+logger = logging.getLogger(__name__)
+
+ENV = "LSML_HUB_DECODED_CACHE"
+SUBDIR = "decoded"
+# Bump whenever to_tensors' output changes (transform, interpolation, colour handling, layout): old
+# entries then stop matching instead of feeding stale pixels to training.
+DECODE_VERSION = 1
+_SAFETENSORS_DTYPES = {torch.uint8: "U8", torch.int64: "I64"}
+
+
+class CorruptEntryError(ValueError):
+    """A cache entry that parses but does not hold what its key promises (another split, other size, stale)."""
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What a decoded split depends on: the dataset's content, the image size, the decode code."""
+
+    fingerprint: str
+    image_size: int
+    version: int
+
+    @property
+    def filename(self) -> str:
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
+        return f"{self.image_size}px-{digest}.safetensors"
+
+    def metadata(self, length: int) -> dict[str, str]:
+        return {**{k: str(v) for k, v in asdict(self).items()}, "length": str(length)}
+
+
+def enabled() -> bool:
+    """False when ``$LSML_HUB_DECODED_CACHE`` is ``0``, ``false``, ``no`` or ``off``."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_key(ds: datasets.Dataset, image_size: int) -> CacheKey | None:
+    """The key of ``ds`` decoded at ``image_size``, or None when ``ds`` has no stable fingerprint.
+
+    Example:
+        >>> cache_key(datasets.Dataset.from_dict({"label": [0]}), 32) is None  # in memory
+        True
+    """
+    if not ds.cache_files:
+        return None
+    return CacheKey(fingerprint=ds._fingerprint, image_size=image_size, version=DECODE_VERSION)
+
+
+def entry_path(key: CacheKey) -> Path:
+    """Where the entry of ``key`` lives under the cache root (``$LSML_HUB_CACHE``)."""
+    return cache_root() / SUBDIR / key.filename
+
+
+def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[[], ImageTensors]) -> ImageTensors:
+    """``ds`` decoded at ``image_size``: read from the cache, else ``decode()`` and stored for next time.
+
+    A missing, unreadable or mismatching entry never fails the run: it is decoded again (with a
+    warning unless simply missing) and rewritten.
+
+    Example:
+        >>> from lsml_hub.data import load_task, to_tensors
+        >>> train = load_task("builtin:digits").train
+        >>> load_or_decode(train, 32, lambda: to_tensors(train, 32)).images.shape[1:]
+        torch.Size([3, 32, 32])
+    """
+    key = cache_key(ds, image_size) if enabled() else None
+    if key is None:
+        return decode()
+    path = entry_path(key)
+    cached = _read_or_none(path, key, ds)
+    if cached is not None:
+        return cached
+    data = decode()
+    _write_or_warn(path, key, data)
+    return data
+
+
+def _read_or_none(path: Path, key: CacheKey, ds: datasets.Dataset) -> ImageTensors | None:
+    try:
+        data = read_entry(path, key, label_tensor(ds))
+    except FileNotFoundError:
+        return None
+    except (OSError, SafetensorError, CorruptEntryError) as err:
+        logger.warning("decoded cache entry %s is unusable (%s: %s); decoding again", path, type(err).__name__, err)
+        return None
+    # DEBUG, not INFO: a hit is the normal case at every run start, and the CLI's user errors stay one line.
+    logger.debug("read %d decoded images (%d px) from %s", len(data), key.image_size, path)
+    return data
+
+
+def read_entry(path: Path, key: CacheKey, labels: torch.Tensor) -> ImageTensors:
+    """The entry at ``path``, checked against ``key`` and the dataset's own ``labels``.
+
+    Raises:
+        CorruptEntryError: the file parses but its metadata, shapes, dtypes or labels don't match.
+        SafetensorError, OSError: the file can't be read or parsed.
+    """
+    with safe_open(path, framework="pt") as f:
+        found = f.metadata() or {}
+        expected = key.metadata(len(labels))
+        if found != expected:
+            raise CorruptEntryError(f"metadata {found} != expected {expected}")
+        data = ImageTensors(images=f.get_tensor("images"), labels=f.get_tensor("labels"))
+    shape = (len(labels), 3, key.image_size, key.image_size)
+    if data.images.dtype != torch.uint8 or tuple(data.images.shape) != shape:
+        raise CorruptEntryError(f"images are {data.images.dtype} {tuple(data.images.shape)}, expected uint8 {shape}")
+    if data.labels.dtype != torch.int64 or not torch.equal(data.labels, labels):
+        raise CorruptEntryError("labels differ from the dataset's")
+    return data
+
+
+def _write_or_warn(path: Path, key: CacheKey, data: ImageTensors) -> None:
+    try:
+        write_entry(path, key, data)
+    except OSError as err:  # a full or read-only disk costs the next run a decode, not this one its data
+        logger.warning("could not write decoded cache entry %s (%s)", path, err)
+        return
+    logger.info("wrote %d decoded images (%d px) to %s", len(data), key.image_size, path)
+
+
+def write_entry(path: Path, key: CacheKey, data: ImageTensors) -> None:
+    """Write ``data`` to ``path`` atomically as a safetensors file with ``key``'s metadata."""
+    tensors = {"images": data.images, "labels": data.labels}
+    with atomic_write(path, "wb") as f:
+        _stream_safetensors(f, tensors, key.metadata(len(data)))
+
+
+def _stream_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    # safetensors.torch.save builds the whole file in memory (twice the split at peak) and save_file
+    # needs a path, not atomic_write's file; the format is simple enough to stream: an 8-byte header
+    # length, a JSON header padded to 8 bytes, then each tensor's raw bytes in order (native order,
+    # little-endian on every platform torch supports, as safetensors requires).
+    header: dict[str, object] = {"__metadata__": metadata}
+    offset = 0
+    for name, tensor in tensors.items():
+        end = offset + tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, end]}
+        offset = end
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    f.write(struct.pack("<Q", len(raw)))
+    f.write(raw)
+    for tensor in tensors.values():
+        f.write(memoryview(tensor.detach().cpu().contiguous().numpy()).cast("B"))
