@@ -19,27 +19,21 @@ The last line printed is the ratio; each run is appended to benchmarks/results/d
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 # Offline before huggingface_hub is imported: the benchmark must never reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import timm  # noqa: E402
 import torch  # noqa: E402
+from _common import append_result  # noqa: E402
 
-import lsml_hub  # noqa: E402
-from lsml_hub._io import atomic_write_json  # noqa: E402
 from lsml_hub.data import Augment, BatchStream, load_task  # noqa: E402
 
 TARGET = 5.0
-RESULTS = Path(__file__).resolve().parent / "results" / "data_throughput.json"
 
 
 def time_stream(stream: BatchStream, batches: int) -> float:
@@ -102,18 +96,6 @@ def main(argv: list[str] | None = None) -> float:
     ratio = stream_median / step_median
 
     record = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "lsml_hub": lsml_hub.__version__,
-        },
         "config": {
             "spec": args.spec, "train_images": len(data), "num_classes": task.num_classes,
             "image_size": task.image_size, "batch_size": args.batch_size, "augment": vars(augment),
@@ -131,12 +113,11 @@ def main(argv: list[str] | None = None) -> float:
         "target": TARGET,
         "meets_target": ratio >= TARGET,
     }
-    history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    atomic_write_json(RESULTS, [*history, record])
+    path = append_result("data_throughput", record)
 
     print(f"stream (a): {stream_median:.1f} batches/s (median of {args.repeats})")
     print(f"training (b): {step_median:.2f} steps/s of {args.model} (median of {args.repeats})")
-    print(f"results appended to {RESULTS}")
+    print(f"results appended to {path}")
     print(f"ratio stream/training (a)/(b): {ratio:.1f}x (target >= {TARGET:g}x) "
           f"{'OK' if ratio >= TARGET else 'BELOW TARGET'}")
     return ratio

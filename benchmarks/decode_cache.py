@@ -24,15 +24,12 @@ Target: <= 0.1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 # Offline before huggingface_hub is imported: the benchmark must never reach the network.
@@ -40,17 +37,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
-import timm  # noqa: E402
 import torch  # noqa: E402
+from _common import append_result, results_path, time_interleaved  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import lsml_hub  # noqa: E402
-from lsml_hub._io import atomic_write_json  # noqa: E402
 from lsml_hub.data import decoded_cache, load_task  # noqa: E402
 from lsml_hub.data.builtin import fashion_mnist  # noqa: E402
 
 TARGET = 0.1
-RESULTS = Path(__file__).resolve().parent / "results" / "decode_cache.json"
 GENERATED_IMAGES, GENERATED_SIZE, GENERATED_CLASSES = 5000, 32, 10
 
 
@@ -90,20 +84,6 @@ def methods(spec: str) -> dict[str, Callable[[], None]]:
     return {"decode": run("0"), "decode_and_write": run("1", delete_entry=True), "cached": run("1")}
 
 
-def time_methods(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up: imports, allocator, page cache, and the entry (c) reads
-        fn()
-    names = list(fns)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order each repeat
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-            print(f"repeat {r + 1}/{repeats}: {name:16s} {times[name][-1]:8.3f} s")
-    return times
-
-
 def record(spec: str, task_info: dict, times: dict[str, list[float]], repeats: int) -> dict[str, float]:
     med = {name: statistics.median(ts) for name, ts in times.items()}
     summary = {
@@ -113,20 +93,14 @@ def record(spec: str, task_info: dict, times: dict[str, list[float]], repeats: i
         "write_overhead_ratio": round(med["decode_and_write"] / med["decode"], 3),
         "ratio": round(med["cached"] / med["decode"], 4),
     }
-    history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    atomic_write_json(RESULTS, [*history, {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "load_avg_1min": round(os.getloadavg()[0], 2),  # other jobs on the machine skew ratios
-                    "python": sys.version.split()[0], "torch": torch.__version__, "timm": timm.__version__,
-                    "lsml_hub": lsml_hub.__version__},
+    append_result("decode_cache", {
         "config": {"spec": spec, **task_info, "repeats": repeats, "decode_version": decoded_cache.DECODE_VERSION},
         "baseline": "load_task(spec).tensors('train') with LSML_HUB_DECODED_CACHE=0",
         "all_s": {name: [round(t, 4) for t in ts] for name, ts in times.items()},
         **summary,
         "target": TARGET,
         "meets_target": summary["ratio"] <= TARGET,
-    }])
+    })
     return summary
 
 
@@ -146,7 +120,7 @@ def main(argv: list[str] | None = None) -> float:
         task = load_task(spec)
         print(f"task {task.name}: {len(task.train)} train images, {task.image_size} px; "
               f"loaded (materialized) in {time.perf_counter() - start:.1f} s")
-        times = time_methods(methods(spec), args.repeats)
+        times = time_interleaved(methods(spec), args.repeats, verbose=True)
         entry = decoded_cache.entry_path(decoded_cache.cache_key(task.train, task.image_size))
         info = {"train_images": len(task.train), "image_size": task.image_size,
                 "entry_mb": round(entry.stat().st_size / 1e6, 1)}
@@ -154,7 +128,7 @@ def main(argv: list[str] | None = None) -> float:
     print(f"entry {info['entry_mb']} MB; decode {summary['decode_s']:.3f} s, decode and write "
           f"{summary['decode_and_write_s']:.3f} s ({summary['write_overhead_ratio']:.3f}x), "
           f"cached {summary['cached_s']:.3f} s (medians of {args.repeats})")
-    print(f"results appended to {RESULTS}")
+    print(f"results appended to {results_path('decode_cache')}")
     print(f"ratio cached/decode (c)/(a): {summary['ratio']:.4f} (target <= {TARGET}) "
           f"{'OK' if summary['ratio'] <= TARGET else 'ABOVE TARGET'}")
     return summary["ratio"]

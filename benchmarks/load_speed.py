@@ -18,15 +18,10 @@ Target: <= 1.2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 # Offline before huggingface_hub is imported: the benchmark must never reach the network.
@@ -35,13 +30,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import safetensors.torch  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
+from _common import append_result, time_interleaved  # noqa: E402
 
 import lsml_hub  # noqa: E402
 from lsml_hub.hub import add_to_hub_cache  # noqa: E402
 
 NUM_CLASSES = 10
 TARGET = 1.2
-RESULTS = Path(__file__).resolve().parent / "results" / "load_speed.json"
 
 
 def prepare(arch: str, root: Path) -> tuple[Path, str, Path]:
@@ -66,19 +61,6 @@ def methods(arch: str, folder: Path, hub_id: str, cache: Path) -> dict[str, Call
     }
 
 
-def time_methods(fns: dict[str, Callable[[], torch.nn.Module]], repeats: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up: imports, allocator, page cache
-        fn()
-    names = list(fns)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order each repeat
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def summarize(arch: str, times: dict[str, list[float]], weights: Path) -> dict[str, float]:
     med = {name: statistics.median(ts) for name, ts in times.items()}
     return {
@@ -91,24 +73,14 @@ def summarize(arch: str, times: dict[str, list[float]], weights: Path) -> dict[s
     }
 
 
-def record(results: dict[str, dict[str, float]], repeats: int, worst: float) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    history.append({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "load_avg_1min": round(os.getloadavg()[0], 2),  # other jobs on the machine skew ratios
-                    "python": sys.version.split()[0], "torch": torch.__version__, "timm": timm.__version__,
-                    "lsml_hub": lsml_hub.__version__},
+def record(results: dict[str, dict[str, float]], repeats: int, worst: float) -> Path:
+    return append_result("load_speed", {
         "repeats": repeats,
         "baseline": "timm.create_model(pretrained=False) + safetensors.torch.load_file",
         "results": results,
         "worst_ratio": worst,
         "target": TARGET,
     })
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(history, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
 
 
 def main() -> None:
@@ -120,15 +92,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             folder, hub_id, cache = prepare(arch, Path(tmp))
-            times = time_methods(methods(arch, folder, hub_id, cache), args.repeats)
+            times = time_interleaved(methods(arch, folder, hub_id, cache), args.repeats)
             results[arch] = summarize(arch, times, folder / "model.safetensors")
             r = results[arch]
             print(f"{arch:16s} {r['weights_mb']:7.2f} MB  baseline {r['baseline_s'] * 1e3:8.1f} ms  "
                   f"local {r['local_s'] * 1e3:8.1f} ms ({r['local_ratio']:.3f}x)  "
                   f"hub cache {r['hub_cache_s'] * 1e3:8.1f} ms ({r['hub_cache_ratio']:.3f}x)")
     worst = max(max(r["local_ratio"], r["hub_cache_ratio"]) for r in results.values())
-    record(results, args.repeats, worst)
-    print(f"results appended to {RESULTS}")
+    path = record(results, args.repeats, worst)
+    print(f"results appended to {path}")
     print(f"load ratio (worst of local/hub cache vs baseline, median of {args.repeats}): {worst:.3f} "
           f"(target <= {TARGET})")
 

@@ -11,21 +11,17 @@ competing process makes rounds minutes apart incomparable.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from _common import append_result
 
-from lsml_hub._io import atomic_write_json
 from lsml_hub.distributed import DistContext
 from lsml_hub.training import MetaTrainConfig, MetaTrainer
 
-RESULTS = Path(__file__).parent / "results" / "meta_overhead.json"
 SOURCES = ["latin_upper", "greek", "cyrillic", "printed_digits", "latin_lower", "symbols"]
 
 
@@ -69,17 +65,12 @@ def main() -> None:
                 rates[name].append(steps_per_second(trainer, args.steps))
     median = {name: statistics.median(r) for name, r in rates.items()}
     ratio = median["cts"] / median["none"]
-    record = {
-        "benchmark": "meta_overhead", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "torch": torch.__version__},
+    path = append_result("meta_overhead", {
         "config": vars(args), "steps_per_sec": rates, "median_steps_per_sec": median, "ratio_cts_over_none": ratio,
         "target": ">= 0.95",
-    }
-    history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    history = history if isinstance(history, list) else [history]
-    atomic_write_json(RESULTS, [*history, record])  # newest last, like the other benchmarks
+    })
     print(f"cts {median['cts']:.2f} steps/s, none {median['none']:.2f} steps/s ({args.tasks} tasks, {args.model})")
+    print(f"results appended to {path}")
     print(f"ratio cts/none = {ratio:.3f}")
 
 
