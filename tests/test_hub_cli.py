@@ -98,8 +98,14 @@ def test_publish_defaults_to_run_dir_publish(hub_run_dir):
 def test_push_without_token_is_a_one_line_error(hub_make_init, hub_no_token, capsys):
     assert main(["push", str(hub_make_init()), "owner/name"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("lsml-hub push: error: no Hugging Face token: set HF_TOKEN, run `hf auth login`, "
-                   "or pass token=")
+    # Only what works from the command line: there is no --token flag to pass.
+    assert err == "lsml-hub push: error: no Hugging Face token: set HF_TOKEN or run `hf auth login`, then retry"
+
+
+def test_push_has_no_token_flag_to_suggest(hub_make_init, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["push", str(hub_make_init()), "owner/name", "--token", "hf_x"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --token hf_x" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # each process imports torch and timm (several seconds on a small machine)

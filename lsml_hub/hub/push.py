@@ -100,7 +100,8 @@ def push_to_hub(
     _check_repo_id(repo_id)
     token = token or huggingface_hub.get_token()
     if not token:
-        raise PushError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass token=")
+        # Worded for both callers: the CLI has no --token flag (tokens stay out of shell history).
+        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login`, then retry")
     _warn_if_card_names_another_repo(Path(init_dir), repo_id)
     message = commit_message or (f"Upload {config.architecture} init ({config.algorithm_name}) "
                                  f"with lsml-hub {__version__}")
