@@ -177,3 +177,13 @@ def test_the_held_out_batch_gives_a_gradient_but_leaves_the_batchnorm_statistics
     assert all(torch.equal(before[k], after[k]) for k in before)  # ...but not on the held-out batch
     assert grad.shape == learner.body.shape and grad.abs().sum() > 0 and torch.isfinite(grad).all()
     assert learner.query_stream.state_dict()["position"] == 8
+
+
+def test_a_non_finite_loss_before_any_checkpoint_says_none_was_written(tmp_path):
+    out = tmp_path / "run"
+    config = small_config(out, steps=6, log_every=1, checkpoint_every=100,
+                          inner={"optimizer": "sgd", "lr": 1e30, "momentum": 0.0, "weight_decay": 0.0,
+                                 "batch_size": 16})
+    with pytest.raises(TrainingError, match="no checkpoint was written yet") as excinfo:
+        lsml_hub.meta_train(config)
+    assert "last.pt" not in str(excinfo.value) and not (out / "checkpoints").exists()

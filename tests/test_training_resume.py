@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from _isolation import one_thread
 from _training_helpers import (
@@ -28,6 +29,7 @@ from _training_helpers import (
 
 import lsml_hub
 from lsml_hub.cli import main
+from lsml_hub.errors import ConfigError, TrainingError
 from lsml_hub.training.checkpoint import Checkpoint
 from lsml_hub.training.metrics import read_metrics
 
@@ -139,3 +141,43 @@ def test_a_checkpoint_from_another_config_is_refused_and_kept(reference, tmp_pat
     assert len(err.strip().splitlines()) == 1 and f"step {STEPS}" in err and f"steps={STEPS - 5}" in err
 
     assert [file_state(p) for p in watched] == before
+
+
+def test_a_changed_config_is_refused_before_any_dataset_is_loaded(reference, tmp_path, monkeypatch):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    loaded = []
+    monkeypatch.setattr("lsml_hub.training.loop.load_task", lambda spec: loaded.append(spec))
+    with pytest.raises(ConfigError, match="seed: checkpoint 0 vs config 1"):
+        lsml_hub.meta_train(config(out, seed=1))
+    assert loaded == []
+
+
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_it(reference, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    ckpt = out / "checkpoints" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated, as by a full disk outside atomic_write
+    before = file_state(ckpt)
+    cfg = write_config(tmp_path / "same.yaml", config(out))
+    capsys.readouterr()
+    assert main(["meta-train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(ckpt) in err and "cannot be read" in err and "another output_dir" in err
+    assert file_state(ckpt) == before
+    with pytest.raises(TrainingError, match="not an lsml-hub checkpoint"):
+        torch.save({"step": 3}, tmp_path / "other.pt")
+        Checkpoint.load(tmp_path / "other.pt")
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_training(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    cfg = write_config(tmp_path / "c.yaml", config(target))
+    capsys.readouterr()
+    assert main(["meta-train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"output_dir {str(target)!r} is a file" in err
+    assert target.read_text() == "not a folder"

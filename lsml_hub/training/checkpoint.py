@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,13 @@ from typing import Any
 import torch
 
 from lsml_hub._io import atomic_write
-from lsml_hub.errors import ConfigError
+from lsml_hub.errors import ConfigError, TrainingError, first_line
 from lsml_hub.run_layout import CHECKPOINT_FILE
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+_CHECKPOINT_KEYS = frozenset({"format", "step", "phi", "tasks", "identity", "rng"})
 
 
 @dataclass
@@ -44,9 +46,21 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != FORMAT_VERSION:
-            raise ConfigError(f"{path}: checkpoint format {payload.get('format')!r}, expected {FORMAT_VERSION}")
+        """Read a checkpoint written by :meth:`save`.
+
+        Raises:
+            TrainingError: The file is damaged or not a checkpoint (the message names it).
+            ConfigError: It was written in another checkpoint format.
+        """
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise TrainingError(f"{path} cannot be read ({type(err).__name__}: {first_line(err)}); "
+                                f"move it away to start the run over, or use another output_dir") from None
+        if not isinstance(payload, dict) or not _CHECKPOINT_KEYS <= payload.keys():
+            raise TrainingError(f"{path} is not an lsml-hub checkpoint (expected the keys {sorted(_CHECKPOINT_KEYS)})")
+        if payload["format"] != FORMAT_VERSION:
+            raise ConfigError(f"{path}: checkpoint format {payload['format']!r}, expected {FORMAT_VERSION}")
         return cls(step=payload["step"], phi=payload["phi"], tasks=payload["tasks"],
                    identity=payload["identity"], rng=payload["rng"])
 

@@ -58,6 +58,8 @@ class MetaTrainer:
         self.algo: MetaAlgorithm = build_algorithm(config.algorithm)
         self.num_tasks = len(config.tasks)
         self.local = ctx.my_tasks(self.num_tasks)
+        # Before any dataset is loaded: a wrong output_dir or a changed config fails in a second, not minutes.
+        resume_from = self._check_output()
         torch.manual_seed(config.seed)
         self.phi, self.mean_std = self._init_phi()
         self.learners = [self._make_learner(i) for i in self.local]
@@ -68,6 +70,8 @@ class MetaTrainer:
         self._losses: dict[int, list[torch.Tensor]] = collections.defaultdict(list)  # per task, since last log
         self._unchecked: list[tuple[int, TaskLearner, torch.Tensor]] = []  # (step, task, loss) not yet checked
         self._delta_norm = 0.0
+        if resume_from is not None:
+            self._resume(resume_from)
 
     def _init_phi(self) -> tuple[torch.Tensor, tuple]:
         model = create_backbone(self.cfg.model, num_classes=1).to(self.ctx.device)
@@ -143,8 +147,9 @@ class MetaTrainer:
         self._unchecked.clear()
         if distributed.any_true(self.ctx, bad is not None):
             reasons = [r for r in distributed.gather_objects(self.ctx, bad) if r]
-            raise TrainingError(f"non-finite loss: {'; '.join(reasons)}; the last good checkpoint is kept "
-                                f"in {checkpoint_path(self.out)} (try a lower inner.lr)")
+            path = checkpoint_path(self.out)
+            kept = f"the last good checkpoint is kept in {path}" if path.exists() else "no checkpoint was written yet"
+            raise TrainingError(f"non-finite loss: {'; '.join(reasons)}; {kept} (try a lower inner.lr)")
 
     def _meta_update(self) -> None:
         total = self._sum.zero_()
@@ -189,14 +194,24 @@ class MetaTrainer:
             self.step, self.phi.detach().cpu().clone(), states, identity(self.cfg), torch.get_rng_state(),
         ).save(checkpoint_path(self.out)))
 
-    def _prepare_output(self) -> None:
+    def _check_output(self) -> Checkpoint | None:
+        """Refuse an unusable output_dir; return the checkpoint to resume from (checked against the config)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"output_dir {str(self.out)!r} is a file; give a new folder, or a run folder to resume")
         path = checkpoint_path(self.out)
         seen = distributed.gather_objects(self.ctx, path.exists())
         if len(set(seen)) > 1:
             ranks = [r for r, found in enumerate(seen) if found]
             raise ConfigError(f"only ranks {ranks} see {path}: output_dir must be on storage every rank shares")
-        if seen[0]:
-            self._resume(path)  # refuses a different config before anything is written
+        if not seen[0]:
+            return None
+        ckpt = Checkpoint.load(path)
+        check_identity(ckpt.identity, identity(self.cfg), path)
+        if ckpt.step > self.cfg.steps:
+            raise TrainingError(f"{path} is at step {ckpt.step}, beyond steps={self.cfg.steps}; raise steps")
+        return ckpt
+
+    def _prepare_output(self) -> None:
         distributed.run_on_main(self.ctx, self._write_run_config)
 
     def _write_run_config(self) -> None:
@@ -204,11 +219,7 @@ class MetaTrainer:
         with atomic_write(self.out / RUN_CONFIG_FILE, "w") as f:  # a resume may have raised steps
             yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
 
-    def _resume(self, path: Path) -> None:
-        ckpt = Checkpoint.load(path)
-        check_identity(ckpt.identity, identity(self.cfg), path)
-        if ckpt.step > self.cfg.steps:
-            raise TrainingError(f"{path} is at step {ckpt.step}, beyond steps={self.cfg.steps}; raise steps")
+    def _resume(self, ckpt: Checkpoint) -> None:
         self.phi.copy_(ckpt.phi)
         for learner in self.learners:
             learner.load_state_dict(ckpt.tasks[learner.index])
