@@ -69,6 +69,12 @@ def test_overrides_leave_the_callers_mapping_alone():
     assert values == {"algorithm": {"name": "cts", "meta_lr": 0.5}, "steps": 3}
 
 
+def test_an_algorithm_name_override_switches_algorithm_and_takes_its_keys():
+    # tiny.yaml is CTS with aggregate_period 1; a new name drops CTS's keys, later dotted keys extend it.
+    cfg = load_config(TINY_YAML, ["algorithm=reptile", "algorithm.reset_period=3", "algorithm.meta_lr=0.5"])
+    assert cfg.algorithm == {"name": "reptile", "reset_period": 3, "meta_lr": 0.5}
+
+
 def test_overrides_without_a_file_and_on_plain_dicts():
     assert apply_overrides({"algorithm": {"name": "cts"}}, ["algorithm.meta_lr=0.1", "inner.lr=1e-3"]) == \
         {"algorithm": {"name": "cts", "meta_lr": 0.1}, "inner": {"lr": 1e-3}}

@@ -168,8 +168,7 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
         {'algorithm': {'name': 'cts', 'meta_lr': 0.1}, 'steps': 5}
     """
     values = copy.deepcopy(dict(values))  # the caller's mapping (and the mappings inside it) stay as they were
-    if isinstance(values.get("algorithm"), str):  # "algorithm: reptile" is short for {name: reptile}
-        values["algorithm"] = {"name": values["algorithm"]}
+    _expand_algorithm_name(values)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -186,7 +185,14 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
         except yaml.YAMLError as err:
             raise ConfigError(f"bad override {item!r}: the value is not valid YAML ({first_line(err)}); quote "
                               "strings that hold ':', '?' or ',' inside lists") from err
+        _expand_algorithm_name(values)  # so `algorithm=reptile algorithm.reset_period=3` works
     return values
+
+
+def _expand_algorithm_name(values: dict[str, Any]) -> None:
+    # "algorithm: reptile" is short for {name: reptile}: a new name drops the old algorithm's keys.
+    if isinstance(values.get("algorithm"), str):
+        values["algorithm"] = {"name": values["algorithm"]}
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> MetaTrainConfig:
