@@ -334,6 +334,16 @@ def test_unreadable_file_and_empty_folder(tmp_path):
         load_task(str(tmp_path / "empty"))
 
 
+def test_a_damaged_parquet_file_or_folder_is_a_data_error_naming_it(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"cannot read parquet file '.*bad\.parquet': .*[Pp]arquet"):
+        load_task(str(tmp_path / "bad.parquet"))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "train.parquet").write_bytes(b"not parquet either")
+    with pytest.raises(DataError, match=r"cannot read dataset folder '.*folder'"):
+        load_task(str(tmp_path / "folder"))
+
+
 def test_samples_per_class_only_for_generated_sources(tmp_path, splits):
     splits.save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(DataError, match="samples_per_class"):

@@ -37,11 +37,14 @@ def load_local(path: Path) -> datasets.DatasetDict:
     if path.is_file():
         if path.suffix != ".parquet":
             raise DataError(f"cannot read {str(path)!r}: give a folder, a .parquet file, or save_to_disk output")
-        return datasets.load_dataset("parquet", data_files={"train": str(path)})
+        what, load = "parquet file", lambda: datasets.load_dataset("parquet", data_files={"train": str(path)})
+    else:
+        what, load = "dataset folder", lambda: datasets.load_dataset(str(path))
     try:
-        return datasets.load_dataset(str(path))
-    except (ValueError, FileNotFoundError) as err:
-        raise DataError(f"cannot read dataset folder {str(path)!r}: {first_line(err)}") from err
+        return load()
+    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetGenerationError) as err:
+        # pyarrow's ArrowInvalid (a damaged or non-parquet file) is a ValueError
+        raise DataError(f"cannot read {what} {str(path)!r}: {first_line(err)}") from err
 
 
 def load_hub(dataset_id: str, *, config: str | None, revision: str | None) -> datasets.DatasetDict:
