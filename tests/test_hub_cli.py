@@ -95,6 +95,31 @@ def test_publish_defaults_to_run_dir_publish(hub_run_dir):
     assert verify_init(hub_run_dir / "publish").architecture == "resnet20_cifar"
 
 
+@pytest.mark.parametrize(("case", "message"), [
+    ("missing", "{run} does not exist; give a run folder (meta-train's output_dir, which holds config.yaml, "
+                "metrics.jsonl and init/)"),
+    ("not_a_run", "{run} is not a run folder (no config.yaml); give meta-train's output_dir, which holds "
+                  "config.yaml, metrics.jsonl and init/"),
+    ("unfinished", "run not finished: {run} has no init/ yet; rerun `lsml-hub meta-train {run}/config.yaml` "
+                   "to resume it, then publish"),
+    ("unfinished_with_checkpoint", "run not finished: {run} has no init/ yet; rerun `lsml-hub meta-train "
+                                   "{run}/config.yaml` to resume it from its checkpoint, then publish"),
+])
+def test_publish_says_what_is_wrong_with_the_run_folder(tmp_path, capsys, case, message):
+    run = tmp_path / "run"
+    if case != "missing":
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("")
+    if case.startswith("unfinished"):
+        (run / "config.yaml").write_text(yaml.safe_dump({"steps": 400, "output_dir": str(run)}))
+    if case == "unfinished_with_checkpoint":
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.pt").write_bytes(b"")
+    assert main(["publish", str(run)]) == 2
+    assert capsys.readouterr().err == f"lsml-hub publish: error: {message.format(run=run)}\n"
+    assert not (run / "publish").exists()
+
+
 def test_push_without_token_is_a_one_line_error(hub_make_init, hub_no_token, capsys):
     assert main(["push", str(hub_make_init()), "owner/name"]) == 2
     err = capsys.readouterr().err.strip()

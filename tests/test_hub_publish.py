@@ -9,8 +9,10 @@ import yaml
 from huggingface_hub import ModelCard
 
 import lsml_hub
+from lsml_hub.algorithms import ALGORITHMS
 from lsml_hub.errors import InitError, IntegrityError
 from lsml_hub.hub import PublishError, publish_run, verify_init
+from lsml_hub.hub.card import ALGORITHM_TITLES
 
 RUN_CONFIG = {
     "model": {"name": "resnet20_cifar"},
@@ -30,13 +32,18 @@ def metric_lines() -> list[dict]:
     return lines
 
 
-@pytest.fixture
-def hub_run_dir(hub_make_init, tmp_path):
-    hub_make_init(name="run/init")
+def make_run(hub_make_init, tmp_path, algorithm: str = "cts"):
+    hub_make_init(name="run/init", algorithm={"name": algorithm})
     run = tmp_path / "run"
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in metric_lines()))
-    (run / "config.yaml").write_text(yaml.safe_dump(RUN_CONFIG))
+    run_config = RUN_CONFIG | {"algorithm": {**RUN_CONFIG["algorithm"], "name": algorithm}}
+    (run / "config.yaml").write_text(yaml.safe_dump(run_config))
     return run
+
+
+@pytest.fixture
+def hub_run_dir(hub_make_init, tmp_path):
+    return make_run(hub_make_init, tmp_path)
 
 
 def test_publish_writes_a_verified_init_with_the_full_card(hub_run_dir):
@@ -58,6 +65,34 @@ def test_publish_writes_a_verified_init_with_the_full_card(hub_run_dir):
     assert "| latin_upper | 0.5000 | 1.0000 |" in text  # accuracy, loss of the last eval
     assert "### Hyper-parameters (resolved run config)" in text and "reset_period: 200" in text
     assert "@InProceedings{pmlr-v139-shin21a" in text
+
+
+# The paper each algorithm comes from; lsml-hub's method paper (CTS) is cited on every card.
+CTS_PAPER = "Shin et al., Large-Scale Meta-Learning with Continual Trajectory Shifting, ICML 2021"
+CREDITS = {
+    "cts": CTS_PAPER,
+    "fomaml_shift": CTS_PAPER,
+    "reptile": "Nichol et al., On First-Order Meta-Learning Algorithms, arXiv:1803.02999",
+    "fomaml": "Finn et al., Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks, ICML 2017",
+    "multitask": "Caruana, Multitask Learning, Machine Learning 28, 1997",
+    "none": "baseline: no meta-update",
+}
+
+
+def test_every_registered_algorithm_has_a_title_and_its_credit_checked():
+    assert set(CREDITS) == set(ALGORITHMS) == set(ALGORITHM_TITLES)
+
+
+@pytest.mark.parametrize("algorithm", sorted(CREDITS))
+def test_the_card_credits_the_algorithms_own_paper_and_cites_the_method(hub_make_init, tmp_path, algorithm):
+    text = ModelCard.load(publish_run(make_run(hub_make_init, tmp_path, algorithm)) / "README.md").text
+    intro = text[:text.index("## Model details")]
+    assert f"backbone: {ALGORITHM_TITLES[algorithm]} ({CREDITS[algorithm]}) over 2 source tasks" in intro
+    other_papers = {credit for name, credit in CREDITS.items() if credit != CREDITS[algorithm]}
+    assert not any(paper in intro for paper in other_papers)
+    citation = text[text.index("## Citation"):]
+    assert f"this init's algorithm is {ALGORITHM_TITLES[algorithm]} ({CREDITS[algorithm]})" in citation
+    assert "@InProceedings{pmlr-v139-shin21a" in citation
 
 
 def test_publish_to_a_chosen_folder_loads_like_any_init(hub_run_dir, tmp_path):
@@ -84,10 +119,11 @@ def test_a_torn_last_metrics_line_is_skipped(hub_run_dir):
 @pytest.mark.parametrize("breakage, error, match", [
     ("no_metrics", PublishError, r"metrics\.jsonl is missing"),
     ("bad_metrics", PublishError, r"metrics\.jsonl:1 is not JSON"),
-    ("no_config", PublishError, r"config\.yaml is missing"),
+    ("no_config", PublishError, r"is not a run folder \(no config\.yaml\)"),
     ("bad_config", PublishError, r"config\.yaml is not valid YAML"),
     ("list_config", PublishError, r"config\.yaml holds a list"),
-    ("no_init", InitError, r"init does not exist"),
+    ("no_init", PublishError, r"run not finished: .* has no init/ yet; rerun `lsml-hub meta-train "),
+    ("incomplete_init", InitError, r"config\.json"),
     ("altered_weights", IntegrityError, r"model\.safetensors: sha256"),
 ])
 def test_a_broken_run_folder_is_refused_and_nothing_written(hub_run_dir, breakage, error, match):
@@ -104,6 +140,8 @@ def test_a_broken_run_folder_is_refused_and_nothing_written(hub_run_dir, breakag
         (run / "config.yaml").write_text("- 1\n- 2\n")
     elif breakage == "no_init":
         (run / "init").rename(run / "elsewhere")
+    elif breakage == "incomplete_init":
+        (run / "init" / "config.json").unlink()
     else:
         weights = run / "init" / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:-4])

@@ -10,6 +10,7 @@ import timm
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
+from lsml_hub.algorithms import ALGORITHMS
 from lsml_hub.hub.config import WEIGHTS_FILE, InitConfig
 
 # Stands in for the Hub id in usage snippets until the card is rebuilt with the real one.
@@ -31,11 +32,14 @@ CITATION = """@InProceedings{pmlr-v139-shin21a,
   url = {http://proceedings.mlr.press/v139/shin21a.html}
 }"""
 
+# Display names; each algorithm's reference comes from its class (lsml_hub.algorithms), defined once there.
 ALGORITHM_TITLES = {
     "cts": "Continual Trajectory Shifting (CTS)",
     "reptile": "Reptile",
     "fomaml": "first-order MAML",
+    "fomaml_shift": "first-order MAML with continual trajectory shifting (FOMAML++)",
     "multitask": "multi-task learning",
+    "none": "independent training of each task from one start",
 }
 
 BASE_TAGS = ("image-classification", "timm", "meta-learning", "lsml-hub")
@@ -104,20 +108,33 @@ def build_model_card(config: InitConfig, *, repo_id: str | None = None,
         _details(config),
         _usage(config, repo_id or REPO_PLACEHOLDER),
         _training(report) if report else "",
-        _citation(),
+        _citation(algo),
     ]
     body = "\n\n".join(s for s in sections if s)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
 
 
+def algorithm_credit(name: str) -> str:
+    """How a card names algorithm ``name``: its title and, for a registered algorithm, its own reference.
+
+    Example:
+        >>> algorithm_credit("reptile")
+        'Reptile (Nichol et al., On First-Order Meta-Learning Algorithms, arXiv:1803.02999)'
+        >>> algorithm_credit("my_rule")  # not a registered algorithm: no reference to give
+        'my_rule'
+    """
+    title = ALGORITHM_TITLES.get(name, name)
+    cls = ALGORITHMS.get(name)
+    return f"{title} ({cls.reference})" if cls is not None else title
+
+
 def _intro(config: InitConfig, repo_id: str | None) -> str:
     name = repo_id.split("/")[-1] if repo_id else f"{config.architecture}.{config.algorithm_name}"
-    algo = ALGORITHM_TITLES.get(config.algorithm_name, config.algorithm_name)
     n = len(config.source_tasks)
     return (
         f"# Model card for {name}\n\n"
-        f"A meta-learned initialization of the timm `{config.architecture}` backbone: {algo} "
-        f"([Shin et al., ICML 2021]({PAPER_URL})) over {n} source task{'s' if n != 1 else ''}, "
+        f"A meta-learned initialization of the timm `{config.architecture}` backbone: "
+        f"{algorithm_credit(config.algorithm_name)} over {n} source task{'s' if n != 1 else ''}, "
         "made with lsml-hub. The init is headless: load it with a fresh classifier for your target "
         "task and fine-tune."
     )
@@ -236,9 +253,13 @@ def _training(report: TrainingReport) -> str:
     return "\n\n".join(parts)
 
 
-def _citation() -> str:
-    return ("## Citation\n\nLarge-Scale Meta-Learning with Continual Trajectory Shifting "
-            f"(Shin, Lee, Gong, Hwang; ICML 2021):\n\n```bibtex\n{CITATION}\n```")
+def _citation(algorithm: str) -> str:
+    # lsml-hub implements the CTS paper's large-scale setting for every algorithm, so that paper is
+    # always the one to cite for the method; the init's own algorithm is credited beside it.
+    credit = algorithm_credit(algorithm)
+    return ("## Citation\n\nlsml-hub implements large-scale meta-learning with continual trajectory shifting "
+            f"([Shin, Lee, Gong, Hwang; ICML 2021]({PAPER_URL})); this init's algorithm is {credit}. "
+            f"To cite lsml-hub's method:\n\n```bibtex\n{CITATION}\n```")
 
 
 def _kv(mapping: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from lsml_hub.errors import LsmlHubError
 from lsml_hub.hub.card import TrainingReport, build_model_card
 from lsml_hub.hub.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.format import refuse_foreign_folder, verify_init
-from lsml_hub.run_layout import INIT_SUBDIR, METRICS_FILE, RUN_CONFIG_FILE
+from lsml_hub.run_layout import CHECKPOINT_FILE, INIT_SUBDIR, METRICS_FILE, RUN_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ CURVE_ROWS = 11  # eval steps shown in the card's curve table (first and last al
 
 
 class PublishError(LsmlHubError, ValueError):
-    """A run folder cannot be published (missing or malformed ``metrics.jsonl``/``config.yaml``)."""
+    """A run folder cannot be published: not a run folder, not finished, or a malformed file in it."""
 
 
 def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
@@ -49,8 +49,9 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         The published folder.
 
     Raises:
-        InitError: ``run_dir/init`` is missing, incomplete or fails its sha256 check.
-        PublishError: ``metrics.jsonl`` or ``config.yaml`` is missing or malformed, or ``out_dir`` is unsafe.
+        PublishError: ``run_dir`` is not a run folder (no ``config.yaml``), the run has not finished (no
+            ``init/`` yet), ``metrics.jsonl`` or ``config.yaml`` is missing or malformed, or ``out_dir`` is unsafe.
+        InitError: ``run_dir/init`` is incomplete or fails its sha256 check.
 
     Example:
         >>> publish_run("runs/demo/cts", repo_id="me/test_resnet.cts_demo")  # doctest: +SKIP
@@ -59,6 +60,7 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
     run_dir = Path(run_dir)
     init_dir = run_dir / INIT_SUBDIR
     out = Path(out_dir) if out_dir is not None else run_dir / PUBLISH_SUBDIR
+    check_run_dir(run_dir)
     _check_out_dir(out, run_dir, init_dir)
     config = verify_init(init_dir)
     report = read_training_report(run_dir)
@@ -69,6 +71,28 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         verify_init(tmp)  # what gets pushed is the copy: check it before it replaces anything
     logger.info("published %s to %s", run_dir, out)
     return out
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a folder that is not a meta-training run, or a run that has not written its init yet.
+
+    Example:
+        >>> try:
+        ...     check_run_dir(Path("no/such/run"))
+        ... except PublishError as err:
+        ...     print(str(err).split(";")[0])
+        no/such/run does not exist
+    """
+    layout = f"meta-train's output_dir, which holds {RUN_CONFIG_FILE}, {METRICS_FILE} and {INIT_SUBDIR}/"
+    if not run_dir.is_dir():
+        raise PublishError(f"{run_dir} does not exist; give a run folder ({layout})")
+    if not (run_dir / RUN_CONFIG_FILE).is_file():
+        raise PublishError(f"{run_dir} is not a run folder (no {RUN_CONFIG_FILE}); give {layout}")
+    if not (run_dir / INIT_SUBDIR).exists():
+        # meta-train writes init/ only after its last step; the run's own config.yaml resumes it.
+        resume = " from its checkpoint" if (run_dir / CHECKPOINT_FILE).is_file() else ""
+        raise PublishError(f"run not finished: {run_dir} has no {INIT_SUBDIR}/ yet; rerun "
+                           f"`lsml-hub meta-train {run_dir / RUN_CONFIG_FILE}` to resume it{resume}, then publish")
 
 
 def read_training_report(run_dir: Path) -> TrainingReport:
