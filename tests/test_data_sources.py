@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
+import huggingface_hub
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,8 @@ from _data_fixtures import (
 )
 from _isolation import isolated_caches
 
-from lsml_hub.data import load_task
+from lsml_hub._hub_client import CLIENT_HTTP_ERROR
+from lsml_hub.data import load_task, sources
 from lsml_hub.errors import DataError
 
 NAMES = ["ant", "bee", "cat", "dog"]
@@ -358,3 +361,61 @@ def test_hub_id_while_offline_says_how_to_use_a_local_copy():
     assert "cannot reach the Hugging Face Hub" in msg
     assert "local copy" in msg and "save_to_disk" in msg
     assert "\n" not in msg
+
+
+# --- Hub revisions ---------------------------------------------------------------------------------
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class FakeHubApi:
+    """Stands in for HfApi: records dataset_info calls, answers with COMMIT or raises ``error``."""
+
+    calls: list[tuple[str, str | None, str]] = []
+    error: Exception | None = None
+
+    def __init__(self, *, library_name: str, library_version: str) -> None:
+        self.library_name = library_name
+
+    def dataset_info(self, repo_id: str, *, revision: str | None = None):
+        FakeHubApi.calls.append((repo_id, revision, self.library_name))
+        if FakeHubApi.error is not None:
+            raise FakeHubApi.error
+        return SimpleNamespace(sha=COMMIT)
+
+
+@pytest.fixture
+def online_hub(monkeypatch, splits):
+    """The Hub 'online' with a fake dataset_info; load_hub returns the local ``splits``."""
+    FakeHubApi.calls, FakeHubApi.error = [], None
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(sources, "HfApi", FakeHubApi)
+    monkeypatch.setattr(sources, "load_hub", lambda dataset_id, config, revision: splits)
+    return FakeHubApi
+
+
+def test_a_hub_task_records_the_commit_its_revision_resolved_to(online_hub):
+    task = load_task("owner/tiny@main?label_column=fine")
+    assert task.revision == COMMIT and task.summary()["revision"] == COMMIT
+    assert online_hub.calls == [("owner/tiny", "main", "lsml-hub")]
+    assert task.spec.revision == "main"  # the spec (and so a resume's identity) keeps what the user wrote
+
+
+def test_a_pinned_commit_or_offline_mode_asks_the_hub_nothing(online_hub, monkeypatch):
+    assert load_task(f"owner/tiny@{COMMIT}?label_column=fine").revision == COMMIT
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert load_task("owner/tiny@v1?label_column=fine").revision == "v1"
+    assert online_hub.calls == []
+
+
+def test_an_unreachable_hub_records_the_revision_as_given_with_a_warning(online_hub, caplog):
+    online_hub.error = CLIENT_HTTP_ERROR("connection refused")
+    with caplog.at_level("WARNING", logger="lsml_hub.data.sources"):
+        task = load_task("owner/tiny?label_column=fine")
+    assert task.revision is None
+    assert "cannot resolve dataset owner/tiny@main to a commit (connection refused)" in caplog.text
+
+
+def test_local_and_builtin_sources_have_no_revision(tmp_path, splits):
+    splits.save_to_disk(str(tmp_path / "saved"))
+    assert load_task(f"{tmp_path / 'saved'}?label_column=fine").revision is None
+    assert load_task("builtin:digits").summary()["revision"] is None

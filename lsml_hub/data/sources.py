@@ -3,30 +3,72 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+from huggingface_hub import HfApi, constants
 
+from lsml_hub._hub_client import COMMIT_PATTERN, HUB_REQUEST_ERRORS, LIBRARY_NAME
 from lsml_hub.data.spec import TaskSpec, is_local_path
 from lsml_hub.errors import DataError, first_line
+from lsml_hub.version import __version__
 
 logger = logging.getLogger(__name__)
 
 
-def load_raw(spec: TaskSpec) -> datasets.DatasetDict:
-    """All splits of ``spec``'s source as a DatasetDict (columns untouched)."""
+@dataclass
+class RawSource:
+    """A task's source as read: its splits (columns untouched) and, for a Hub dataset, its revision.
+
+    Attributes:
+        splits: Every split of the source.
+        revision: The Hub commit the data was read at when it could be resolved, else the requested
+            revision (None for builtin and local sources).
+    """
+
+    splits: datasets.DatasetDict
+    revision: str | None = None
+
+
+def load_raw(spec: TaskSpec) -> RawSource:
+    """All splits of ``spec``'s source, and for a Hub dataset the commit they come from."""
     if spec.is_builtin:
         from lsml_hub.data.builtin import load_builtin
 
-        return load_builtin(spec.builtin_name, samples_per_class=spec.samples_per_class, seed=spec.seed)
+        return RawSource(load_builtin(spec.builtin_name, samples_per_class=spec.samples_per_class, seed=spec.seed))
     if spec.samples_per_class is not None:
         raise DataError(f"samples_per_class applies to generated builtin sources, not {spec.source!r}")
     path = Path(spec.source).expanduser()
     if path.exists():
-        return load_local(path)
+        return RawSource(load_local(path))
     if is_local_path(spec.source):
         raise DataError(f"dataset path {spec.source!r} does not exist")
-    return load_hub(spec.source, config=spec.config, revision=spec.revision)
+    splits = load_hub(spec.source, config=spec.config, revision=spec.revision)
+    return RawSource(splits, hub_commit(spec.source, spec.revision))
+
+
+def hub_commit(dataset_id: str, revision: str | None) -> str | None:
+    """The commit ``revision`` (None: the default branch) of a Hub dataset resolves to.
+
+    Recorded with an init so its source tasks can be read again exactly. Offline, or when the Hub
+    does not answer, the requested revision is returned as it is (with a warning in the second case).
+
+    Example:
+        >>> hub_commit("uoft-cs/cifar10", "0b2714987fa478483af9968de7c934580d0bb9a2")
+        '0b2714987fa478483af9968de7c934580d0bb9a2'
+    """
+    if revision is not None and COMMIT_PATTERN.fullmatch(revision):
+        return revision
+    if constants.is_offline_mode():
+        return revision
+    api = HfApi(library_name=LIBRARY_NAME, library_version=__version__)
+    try:
+        return api.dataset_info(dataset_id, revision=revision).sha or revision
+    except HUB_REQUEST_ERRORS as err:
+        logger.warning("cannot resolve dataset %s@%s to a commit (%s); recording the revision as given",
+                       dataset_id, revision or "main", first_line(err))
+        return revision
 
 
 def load_local(path: Path) -> datasets.DatasetDict:

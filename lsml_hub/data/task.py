@@ -37,6 +37,8 @@ class Task:
         class_names: One name per class; labels are 0..num_classes-1.
         image_size: Side length images are resized to.
         hflip: Whether training flips images horizontally.
+        revision: For a Hub dataset, the commit its data was read at (the requested revision when
+            that could not be resolved); None for builtin and local sources.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Task:
     class_names: list[str]
     image_size: int
     hflip: bool
+    revision: str | None = None
     _tensors: dict[str, ImageTensors] = field(default_factory=dict, repr=False)
 
     @property
@@ -70,7 +73,7 @@ class Task:
         return {
             "name": self.name,
             "source": self.spec.source,
-            "revision": self.spec.revision,
+            "revision": self.revision,
             "classes": list(self.spec.classes) if self.spec.classes else None,
             "num_classes": self.num_classes,
             "image_size": self.image_size,
@@ -89,7 +92,7 @@ def load_task(spec: TaskSpec | str | Mapping[str, Any]) -> Task:
     """
     spec = TaskSpec.parse(spec)
     raw = load_raw(spec)
-    train, eval_ = _pick_splits(raw, spec)
+    train, eval_ = _pick_splits(raw.splits, spec)
     image_col = detect_column(train.features, IMAGE, spec.image_column, spec.source)
     label_col = detect_column(train.features, LABEL, spec.label_column, spec.source)
     names = class_names_of(train, label_col, eval_)  # int labels: ids seen in either split
@@ -112,6 +115,7 @@ def load_task(spec: TaskSpec | str | Mapping[str, Any]) -> Task:
         class_names=names,
         image_size=spec.image_size or _default_image_size(spec, train),
         hflip=spec.hflip if spec.hflip is not None else _default_hflip(spec),
+        revision=raw.revision,
     )
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from huggingface_hub import constants
 
+from lsml_hub._hub_client import COMMIT_PATTERN
 from lsml_hub._io import atomic_write
 from lsml_hub.hub.config import INIT_FILES
 from lsml_hub.hub.format import sha256_file, verify_init
-from lsml_hub.hub.resolve import COMMIT_PATTERN
 
 
 def add_to_hub_cache(

@@ -23,6 +23,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from lsml_hub._hub_client import COMMIT_PATTERN, LIBRARY_NAME
 from lsml_hub.errors import InitError, first_line
 from lsml_hub.hub.config import CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.registry import get_init, is_registered
@@ -30,11 +31,9 @@ from lsml_hub.version import __version__
 
 HF_HUB = "hf-hub"
 LOCAL_DIR = "local-dir"
-LIBRARY_NAME = "lsml-hub"
 
 # Same rule as timm: a scheme has 2+ characters, so "C:\\..." stays a Windows path.
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-_]+):(.*)", re.DOTALL)
-COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
