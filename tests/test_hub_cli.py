@@ -1,7 +1,8 @@
-"""``lsml-hub list | info | publish | push`` through the real CLI entry point."""
+"""``lsml-hub list | info | publish | push`` through the real CLI entry point, and the commands' help texts."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
-from lsml_hub.cli import main
+from lsml_hub.cli import build_parser, main
 from lsml_hub.hub import add_to_hub_cache, verify_init
 
 
@@ -150,3 +151,42 @@ def test_user_errors_exit_2_without_traceback_in_a_real_process(hub_make_init, t
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"lsml-hub {args[0]}: error: ")
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[name]
+
+
+@pytest.mark.parametrize("command", ["list", "info", "publish", "push", "meta-train"])
+def test_every_argument_and_command_has_help(command):
+    parser = _subparser(command)
+    assert parser.description
+    undocumented = [a.dest for a in parser._actions if not a.help]
+    assert undocumented == []
+
+
+def test_publish_help_describes_its_positionals(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["publish", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal width
+    assert exit_.value.code == 0
+    assert "RUN_DIR a finished run: meta-train's output_dir, holding config.yaml, metrics.jsonl and init/" in out
+    assert "OUT_DIR where to write the init (default: RUN_DIR/publish)" in out
+
+
+def test_meta_train_help_points_to_the_config_keys_and_shows_an_override(capsys):
+    with pytest.raises(SystemExit):
+        main(["meta-train", "--help"])
+    out = capsys.readouterr().out
+    assert "recipes/configs/tiny.yaml shows every key" in out
+    assert "lsml-hub meta-train recipes/configs/tiny.yaml steps=100 output_dir=runs/tiny_reptile" in out
+
+
+def test_meta_train_without_arguments_requires_only_the_config(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["meta-train"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "usage: lsml-hub meta-train [-h] CONFIG [KEY=VALUE ...]" in err  # overrides shown as optional
+    assert err.rstrip().endswith("error: the following arguments are required: CONFIG")

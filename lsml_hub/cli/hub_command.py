@@ -13,27 +13,43 @@ _PUSH_EPILOG = ("The token comes from HF_TOKEN or `hf auth login`; there is deli
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the hub sub-commands to the ``lsml-hub`` parser."""
-    p = subparsers.add_parser("list", help="list the registry of known inits")
+    p = subparsers.add_parser(
+        "list", help="list the registry of known inits",
+        description="List the registry of known inits: name, algorithm, input size, source tasks and Hub id.",
+    )
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter on names (default: all)")
     p.set_defaults(func=run_list)
 
-    p = subparsers.add_parser("info", help="summarize an init (registry name, hf-hub:, local-dir: or folder)")
-    p.add_argument("init", metavar="NAME|PATH")
+    p = subparsers.add_parser(
+        "info", help="summarize an init (registry name, hf-hub:, local-dir: or folder)",
+        description="Summarize an init: its registry entry, if any, and its config.json; a local folder's "
+                    "weights are checked against their sha256.",
+    )
+    p.add_argument("init", metavar="NAME|PATH",
+                   help="a registry name (see `lsml-hub list`), hf-hub:owner/name[@rev], local-dir:PATH or a folder")
     p.set_defaults(func=run_info)
 
-    p = subparsers.add_parser("publish", help="turn a run folder into an init folder with a full model card")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", help="default: RUN_DIR/publish")
+    p = subparsers.add_parser(
+        "publish", help="turn a run folder into an init folder with a full model card",
+        description="Copy a finished meta-training run's init, verified, to a folder ready to push, with a model "
+                    "card that adds the run's eval curve, final per-task metrics and hyper-parameters.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a finished run: meta-train's output_dir, holding config.yaml, metrics.jsonl and init/")
+    p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", help="where to write the init (default: RUN_DIR/publish)")
     p.add_argument("--repo-id", help="Hub id the init will be pushed to, named in the card's usage")
     p.set_defaults(func=run_publish)
 
-    p = subparsers.add_parser("push", help="upload an init folder to the Hugging Face Hub", epilog=_PUSH_EPILOG)
-    p.add_argument("init_dir", metavar="INIT_DIR")
-    p.add_argument("repo_id", metavar="REPO_ID")
+    p = subparsers.add_parser("push", help="upload an init folder to the Hugging Face Hub", epilog=_PUSH_EPILOG,
+                              description="Verify an init folder, then upload its three files to a Hub repo "
+                                          "(created if missing).")
+    p.add_argument("init_dir", metavar="INIT_DIR", help="an init folder, e.g. the output of `lsml-hub publish`")
+    p.add_argument("repo_id", metavar="REPO_ID", help="the Hub repo to push to, as owner/name")
     p.add_argument("--private", action="store_true", help="create the repo as private")
     p.add_argument("--revision", help="branch to commit to (created if missing)")
     p.add_argument("--tag", help="tag to create on the new commit, e.g. v1")
-    p.add_argument("--commit-message")
+    p.add_argument("--commit-message", metavar="TEXT",
+                   help="default: 'Upload ARCH init (ALGORITHM) with lsml-hub VERSION'")
     p.set_defaults(func=run_push)
 
 

@@ -7,20 +7,36 @@ import logging
 
 logger = logging.getLogger(__name__)
 
+_EPILOG = """\
+config keys: recipes/configs/tiny.yaml shows every key (model, tasks, algorithm, inner, steps,
+output_dir, ...) in a run of seconds; recipes/configs/paper_*.yaml hold the paper's settings.
+
+examples:
+  lsml-hub meta-train recipes/configs/tiny.yaml
+  lsml-hub meta-train recipes/configs/tiny.yaml steps=100 output_dir=runs/tiny_reptile \\
+      algorithm=reptile algorithm.reset_period=5
+  torchrun --nproc-per-node=2 -m lsml_hub meta-train recipes/configs/tiny.yaml
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``meta-train`` to the ``lsml-hub`` parser."""
     parser = subparsers.add_parser(
         "meta-train",
         help="meta-train an init from a YAML config (also under torchrun)",
         description=(
-            "Meta-train an init. Running again on an output_dir that holds a checkpoint resumes it. "
-            "Under torchrun every rank runs this command: "
-            "torchrun --nproc-per-node=2 -m lsml_hub meta-train CONFIG.yaml"
+            "Meta-train an init from a YAML config; the init is written to the config's output_dir/init.\n"
+            "Running again on an output_dir that holds a checkpoint resumes it.\n"
+            "Under torchrun every rank runs this command."
         ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the epilog's examples on their lines
     )
-    parser.add_argument("config", help="YAML config, e.g. recipes/configs/cpu_demo.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides with dotted keys: steps=100 algorithm.meta_lr=0.1")
+    parser.add_argument("config", metavar="CONFIG", help="YAML config, e.g. recipes/configs/tiny.yaml")
+    # default=[]: argparse counts a "*" positional without a default as required and names it in
+    # "the following arguments are required", although zero overrides are fine.
+    parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="optional config overrides with dotted keys, e.g. steps=100 algorithm.meta_lr=0.1")
     parser.set_defaults(func=run)
 
 
