@@ -194,6 +194,8 @@ def test_pretrained_baseline_loads_cached_timm_weights_without_network(tmp_path,
         ({"stepz": 3}, ConfigError, r"unknown fine-tuning option\(s\) \['stepz'\]; valid: steps, "),
         ({"schedule": "linear"}, ConfigError, r"unknown schedule 'linear'; valid: step, cosine, constant"),
         ({"max_train_samples": 10_000}, DataError, r"max_train_samples=10000 but target 'digits_0-4' has 721"),
+        ({"max_train_samples": 3}, DataError, r"max_train_samples=3 is fewer than the 5 classes of target "
+                                              r"'digits_0-4', so some classes would get no training sample"),
     ],
 )
 def test_bad_arguments_fail_before_any_run(target, kwargs, error, message):
@@ -233,3 +235,4 @@ def test_cli_compare_bad_baseline_is_one_line_and_exit_2(init_dir, capsys):
     assert rc == 2
     assert capsys.readouterr().err.strip() == (
         "lsml-hub compare: error: bad baselines ['imagenet']; valid: scratch, pretrained (each at most once)")
+

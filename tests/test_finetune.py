@@ -102,6 +102,11 @@ def test_limited_data_is_stratified_and_deterministic(digits):
     assert not torch.equal(first.images, other.images)  # another seed draws other samples
 
 
+def test_as_few_samples_as_classes_gives_one_per_class(digits):
+    subset = Target(digits).train_tensors(32, 10, seed=0)
+    assert np.bincount(subset.labels.numpy()).tolist() == [1] * 10
+
+
 def test_step_schedule_multiplies_lr_by_0_3_at_40_70_90_percent():
     model = torch.nn.Linear(2, 2)
     model.get_classifier = lambda: model  # timm's optimizer factory only needs parameters
@@ -219,7 +224,10 @@ def test_input_layer_that_cannot_take_rgb_is_a_clear_error(digits):
         ({"device": "foo"}, ConfigError, r"unknown device 'foo'; valid: auto, cpu, cuda, cuda:N, mps"),
         ({"device": "cuda0"}, ConfigError, r"unknown device 'cuda0'; valid: "),
         ({"max_train_samples": 5000}, DataError,
-         r"max_train_samples=5000 but target 'digits' has 1438 training samples \(valid: 1-1438"),
+         r"max_train_samples=5000 but target 'digits' has 1438 training samples \(valid: 10-1438"),
+        ({"max_train_samples": 5}, DataError,
+         r"max_train_samples=5 is fewer than the 10 classes of target 'digits', so some classes would get no "
+         r"training sample \(valid: 10-1438, or None for all\)"),
     ],
 )
 def test_bad_options_are_one_line_errors(digits, options, error, message):

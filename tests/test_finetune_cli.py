@@ -52,6 +52,8 @@ def test_cli_finetune_prints_results_and_writes_result_and_weights(tmp_path, cap
         (["--seed", "-1"], "seed must be a non-negative integer (at most 2**63 - 1), got -1"),
         (["--device", "foo"], "unknown device 'foo'; valid: auto, cpu, cuda, cuda:N, mps"),
         (["--max-train-samples", "9999"], "max_train_samples=9999 but target 'digits_0-4' has 721 training"),
+        (["--max-train-samples", "4"], "max_train_samples=4 is fewer than the 5 classes of target 'digits_0-4', "
+                                       "so some classes would get no training sample (valid: 5-721, or None for all)"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _isolation import finetune_isolation
 
-from lsml_hub.errors import ConfigError
+from lsml_hub.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "finetune.py"
@@ -61,6 +61,13 @@ def test_recipe_refuses_unknown_keys(recipe_main):
         recipe_main([str(CONFIG), "stepz=3"])
     with pytest.raises(ConfigError, match=r"unknown fine-tuning option\(s\) \['stepz'\]"):
         recipe_main([str(CONFIG), "finetune.stepz=3"])
+
+
+def test_recipe_refuses_fewer_samples_than_classes(recipe_main, tmp_path):
+    with pytest.raises(DataError, match=r"max_train_samples=2 is fewer than the 3 classes of target 'digits_0-2'"):
+        recipe_main([str(CONFIG), "init=scratch:test_resnet", "target=builtin:digits?classes=0-2",
+                     "finetune.max_train_samples=2", f"output_dir={tmp_path / 'out'}"])
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ def _add_finetune_options(p: argparse.ArgumentParser, *, seed: bool) -> None:
     g.add_argument("--schedule", default=d.schedule,
                    help=f"{' | '.join(SCHEDULES)} (default: {d.schedule}: lr x0.3 at 40/70/90%% of the steps)")
     g.add_argument("--max-train-samples", type=int, metavar="N",
-                   help="train on a stratified subset of N samples (default: all)")
+                   help="train on a stratified subset of N samples, at least one per class, so N must be at least "
+                        "the number of classes (default: all)")
     g.add_argument("--mode", default=d.mode, help=f"{' | '.join(MODES)}: linear freezes the backbone")
     g.add_argument("--eval-every", type=int, metavar="STEPS", help="default: steps // 10")
     g.add_argument("--image-size", type=int, metavar="PX", help="resize the target to PX (default: the init's)")

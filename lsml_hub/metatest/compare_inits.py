@@ -77,7 +77,8 @@ def compare(
 
     Raises:
         ConfigError: No init, duplicate names, an unknown baseline, or a bad fine-tuning option.
-        DataError: The target is unusable (empty split, fewer samples than ``max_train_samples``).
+        DataError: The target is unusable (empty split, ``max_train_samples`` above its training
+            samples or below its classes).
 
     Example:
         >>> import lsml_hub

@@ -40,6 +40,8 @@ class FinetuneConfig:
             step) or ``"constant"``.
         max_train_samples: Train on a stratified subset of this many samples (the limited-data
             regime); the subset is a pure function of ``seed``. ``None`` trains on the whole split.
+            It must be at least the target's number of classes, so that every class gets a sample
+            (checked against the target when fine-tuning starts).
         mode: ``"full"`` trains every parameter; ``"linear"`` trains only the classifier on a frozen
             backbone whose BatchNorm statistics stay frozen too (the body runs in eval mode).
         eval_every: Evaluate every this many steps (and always after the last); ``None`` gives

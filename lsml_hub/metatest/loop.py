@@ -73,7 +73,8 @@ def finetune(
 
     Raises:
         ConfigError: A bad option (unknown optimizer or schedule, ``steps <= 0``, ...) or model.
-        DataError: The target has an empty split, or fewer training samples than ``max_train_samples``.
+        DataError: The target has an empty split, or ``max_train_samples`` is more than its training
+            samples or fewer than its classes.
         TrainingError: The loss became NaN or infinite.
 
     Example:

@@ -55,13 +55,22 @@ class Target:
         return self._sized[image_size]
 
     def check_train_samples(self, max_train_samples: int | None) -> None:
-        """Raise :class:`DataError` before any work when more samples are asked for than the split holds."""
-        available = len(self.task.train)
-        if max_train_samples is not None and max_train_samples > available:
-            raise DataError(
-                f"max_train_samples={max_train_samples} but target {self.name!r} has {available} training "
-                f"samples (valid: 1-{available}, or None for all)"
-            )
+        """Raise :class:`DataError` before any work unless ``max_train_samples`` is None or from the
+        number of classes to the number of training samples.
+
+        The stratified subset gives every class at least one sample exactly when it has at least as
+        many samples as there are classes; fewer would train a head with classes it never sees.
+        """
+        if max_train_samples is None:
+            return
+        available, classes = len(self.task.train), self.task.num_classes
+        valid = f"valid: {classes}-{available}, or None for all" if classes <= available else "valid: None for all"
+        if max_train_samples > available:
+            raise DataError(f"max_train_samples={max_train_samples} but target {self.name!r} has {available} "
+                            f"training samples ({valid})")
+        if max_train_samples < classes:
+            raise DataError(f"max_train_samples={max_train_samples} is fewer than the {classes} classes of target "
+                            f"{self.name!r}, so some classes would get no training sample ({valid})")
 
     def train_tensors(self, image_size: int, max_train_samples: int | None, seed: int) -> ImageTensors:
         """Train split at ``image_size``, cut to a stratified subset of ``max_train_samples`` when given.
