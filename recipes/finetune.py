@@ -5,8 +5,9 @@
 
 Overrides use dotted keys (``finetune.lr=3e-4``) and YAML values. This is the same code as
 ``lsml-hub finetune``: read the config, load the target, build the model from the init, run the
-loop, write ``result.json`` and the fine-tuned ``model.safetensors``. Copy it and change what you
-need; the library never imports recipes.
+loop, write ``result.json`` and the fine-tuned ``model.safetensors``. ``output_dir`` must be new,
+empty, or hold only those two files (checked before training). Copy it and change what you need;
+the library never imports recipes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from lsml_hub.errors import ConfigError, LsmlHubError
 from lsml_hub.metatest import FinetuneConfig
 from lsml_hub.metatest.loop import run_finetune
+from lsml_hub.metatest.result import FINETUNE_OUTPUT
 from lsml_hub.metatest.target import Target
 from lsml_hub.training.config import apply_overrides
 
@@ -69,6 +71,8 @@ def main(argv: list[str]) -> int:
     # 1. config: the YAML plus overrides; FinetuneConfig checks every fine-tuning option
     values = read_config(argv[0], argv[1:])
     config = FinetuneConfig.from_dict(values.get("finetune") or {})
+    if values.get("output_dir"):
+        FINETUNE_OUTPUT.check(values["output_dir"])  # a file or someone else's folder is refused now, not at the end
     log.info("fine-tuning %s on %s: %s", values["init"], values["target"], config.to_dict())
 
     # 2. data: the target task (resized to the init's input size once the model is known)

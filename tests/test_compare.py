@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import statistics
 
 import pytest
@@ -235,4 +236,52 @@ def test_cli_compare_bad_baseline_is_one_line_and_exit_2(init_dir, capsys):
     assert rc == 2
     assert capsys.readouterr().err.strip() == (
         "lsml-hub compare: error: bad baselines ['imagenet']; valid: scratch, pretrained (each at most once)")
+
+
+def _no_run(*args, **kwargs):
+    raise AssertionError("a fine-tuning run started before the bad argument was refused")
+
+
+def _contents(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_out_dir_holding_other_files_is_refused_before_any_run(monkeypatch, target, init_dir):
+    monkeypatch.setattr("lsml_hub.metatest.compare_inits.run_finetune", _no_run)
+    before = _contents(init_dir)
+    with pytest.raises(ConfigError, match=rf"^output folder {re.escape(str(init_dir))} holds files that compare does "
+                                          r"not write: README\.md, config\.json, model\.safetensors \(it writes only "
+                                          r"comparison\.csv, comparison\.json, curves\.png\); choose a new or empty "
+                                          r"folder, or move those out$"):
+        compare([str(init_dir)], target, out_dir=init_dir, **TINY)
+    assert _contents(init_dir) == before
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_cli_compare_out_that_is_a_file_is_one_line_before_any_run(tmp_path, init_dir, capsys, inside):
+    file = tmp_path / "comparison.csv"
+    file.write_text("name,kind\n")
+    out = file / "sub" if inside else file
+    # an unknown target: had any work started, the error would be about the data
+    rc = main(["compare", "--init", str(init_dir), "--data", "builtin:no_such_source", "--no-progress",
+               "--out", str(out)])
+
+    assert rc == 2
+    where = f"is inside {file}, which is a file" if inside else "is a file"
+    assert capsys.readouterr().err.strip() == (
+        f"lsml-hub compare: error: output folder {out} {where}; give a folder (new or empty) for comparison.csv, "
+        "comparison.json, curves.png")
+    assert file.read_text() == "name,kind\n"
+
+
+def test_cli_compare_rerun_into_its_own_output_folder_replaces_its_files(tmp_path, init_dir, capsys):
+    args = ["compare", "--init", str(init_dir), "--data", TARGET, "--steps", "2", "--batch-size", "8",
+            "--max-train-samples", "10", "--eval-every", "2", "--no-progress", "--out", str(tmp_path)]
+    assert main([*args, "--seeds", "0"]) == 0  # default baselines: pretrained is not cached, so it is skipped
+    assert "(skipped pretrained: no timm pretrained weights of test_resnet in the Hugging Face cache)" in (
+        capsys.readouterr().out)
+    assert main([*args, "--seeds", "5", "--baselines"]) == 0
+
+    assert json.loads((tmp_path / "comparison.json").read_text())["seeds"] == [5]
+    assert {p.name for p in tmp_path.iterdir()} == {"comparison.csv", "comparison.json", "curves.png"}
 

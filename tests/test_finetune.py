@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 
 import numpy as np
 import pytest
+import safetensors.torch
 import timm
 import torch
 from _isolation import finetune_isolation
@@ -105,6 +108,43 @@ def test_limited_data_is_stratified_and_deterministic(digits):
 def test_as_few_samples_as_classes_gives_one_per_class(digits):
     subset = Target(digits).train_tensors(32, 10, seed=0)
     assert np.bincount(subset.labels.numpy()).tolist() == [1] * 10
+
+
+def test_out_dir_of_other_files_is_refused_before_any_work_and_left_untouched(monkeypatch, tmp_path):
+    (tmp_path / "config.json").write_text('{"architecture": "test_resnet"}')
+    (tmp_path / "model.safetensors").write_bytes(b"init weights")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the target was loaded before the output folder was checked")
+
+    monkeypatch.setattr("lsml_hub.metatest.loop.Target", no_work)
+    folder, file = re.escape(str(tmp_path)), re.escape(str(tmp_path / "config.json"))
+    with pytest.raises(ConfigError, match=rf"^output folder {folder} holds files that finetune does not write: "
+                                          r"config\.json \(it writes only model\.safetensors, result\.json\); "
+                                          r"choose a new or empty folder, or move those out$"):
+        finetune("scratch:test_resnet", "builtin:digits", out_dir=tmp_path, **TINY)
+    with pytest.raises(ConfigError, match=rf"^output folder {file} is a file; give a folder"):
+        finetune("scratch:test_resnet", "builtin:digits", out_dir=tmp_path / "config.json", **TINY)
+    assert (tmp_path / "config.json").read_text() == '{"architecture": "test_resnet"}'
+    assert (tmp_path / "model.safetensors").read_bytes() == b"init weights"
+
+
+def test_out_dir_gets_result_and_weights_and_save_refuses_other_folders(digits, tmp_path):
+    out = tmp_path / "ft"
+    out.mkdir()
+    (out / "result.json").write_text("{}")  # an earlier run's output: replaced
+    result = finetune("scratch:test_resnet", digits, out_dir=out, **{**TINY, "steps": 2, "eval_every": 2})
+
+    assert json.loads((out / "result.json").read_text())["final"]["accuracy"] == result.final.accuracy
+    weights = safetensors.torch.load_file(out / "model.safetensors")
+    assert all(torch.equal(weights[k], v) for k, v in result.model.state_dict().items())
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds files that finetune does not write: notes\.txt"):
+        result.save(other)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
 def test_step_schedule_multiplies_lr_by_0_3_at_40_70_90_percent():

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -13,6 +14,7 @@ import timm
 import torch
 from _isolation import finetune_isolation
 
+import lsml_hub
 from lsml_hub.cli import main
 
 TARGET = "builtin:digits?classes=0-4"  # 5 classes: 721 train / 180 eval samples
@@ -84,6 +86,67 @@ def test_cli_unknown_init_is_one_line_and_exit_2(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lsml-hub finetune: error: init folder") and "does not exist" in err
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_cli_out_into_an_init_folder_is_refused_before_any_work_and_leaves_it_untouched(tmp_path, capsys):
+    torch.manual_seed(0)
+    init = lsml_hub.save_init(tmp_path / "inits" / "cts", timm.create_model("test_resnet", num_classes=0),
+                              lsml={"algorithm": {"name": "cts"}})
+    before = _contents(init)
+    # an unknown target: had any work started, the error would be about the data
+    rc = main(["finetune", "--init", "scratch:test_resnet", "--data", "builtin:no_such_source", *TINY,
+               "--out", str(init)])
+
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        f"lsml-hub finetune: error: output folder {init} holds files that finetune does not write: README.md, "
+        "config.json (it writes only model.safetensors, result.json); choose a new or empty folder, or move those out")
+    assert _contents(init) == before
+
+
+def test_cli_out_names_a_few_foreign_files_and_counts_the_rest(tmp_path, capsys):
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "result.json"):
+        (tmp_path / name).write_text(name)
+    rc = main(["finetune", "--init", "scratch:test_resnet", "--data", "builtin:no_such_source", *TINY,
+               "--out", str(tmp_path)])
+
+    assert rc == 2
+    assert "not write: a.txt, b.txt, c.txt and 2 more (it writes only" in capsys.readouterr().err
+    assert (tmp_path / "result.json").read_text() == "result.json"
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_cli_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, inside):
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    out = file / "ft" if inside else file
+    rc = main(["finetune", "--init", "scratch:test_resnet", "--data", "builtin:no_such_source", *TINY,
+               "--out", str(out)])
+
+    assert rc == 2
+    where = f"is inside {file}, which is a file" if inside else "is a file"
+    assert capsys.readouterr().err.strip() == (
+        f"lsml-hub finetune: error: output folder {out} {where}; give a folder (new or empty) for "
+        "model.safetensors, result.json")
+    assert file.read_text() == "keep me"
+
+
+def test_cli_rerun_into_its_own_output_folder_replaces_its_files(tmp_path, capsys):
+    out = tmp_path / "ft"
+    args = ["finetune", "--init", "scratch:test_resnet", "--data", TARGET, *TINY, "--steps", "2",
+            "--eval-every", "2", "--out", str(out)]
+    assert main([*args, "--seed", "1"]) == 0
+    (out / ".result.json.x1y2.tmp").write_text("{")  # what a killed write leaves behind
+
+    assert main([*args, "--seed", "2"]) == 0
+
+    assert "wrote " + str(out) in capsys.readouterr().out
+    assert json.loads((out / "result.json").read_text())["config"]["seed"] == 2
+    assert {p.name for p in out.iterdir()} == {"result.json", "model.safetensors", ".result.json.x1y2.tmp"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

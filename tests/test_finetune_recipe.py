@@ -63,6 +63,19 @@ def test_recipe_refuses_unknown_keys(recipe_main):
         recipe_main([str(CONFIG), "finetune.stepz=3"])
 
 
+def test_recipe_refuses_an_output_dir_of_other_files_before_any_work(recipe_main, tmp_path):
+    init = tmp_path / "init"
+    init.mkdir()
+    (init / "model.safetensors").write_bytes(b"init weights")
+    (init / "config.json").write_text("{}")
+    # an unknown target: had any work started, the error would be about the data
+    with pytest.raises(ConfigError, match=r"holds files that finetune does not write: config\.json \(it writes only"):
+        recipe_main([str(CONFIG), "target=builtin:no_such_source", f"output_dir={init}"])
+    with pytest.raises(ConfigError, match=r"output folder .*config\.json is a file; give a folder"):
+        recipe_main([str(CONFIG), "target=builtin:no_such_source", f"output_dir={init / 'config.json'}"])
+    assert (init / "model.safetensors").read_bytes() == b"init weights" and (init / "config.json").read_text() == "{}"
+
+
 def test_recipe_refuses_fewer_samples_than_classes(recipe_main, tmp_path):
     with pytest.raises(DataError, match=r"max_train_samples=2 is fewer than the 3 classes of target 'digits_0-2'"):
         recipe_main([str(CONFIG), "init=scratch:test_resnet", "target=builtin:digits?classes=0-2",

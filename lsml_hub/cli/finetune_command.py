@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", required=True, metavar="INIT", help=_INIT_HELP)
     p.add_argument("--data", required=True, metavar="SPEC", help="target task spec, e.g. builtin:digits")
     _add_finetune_options(p, seed=True)
-    p.add_argument("--out", metavar="DIR", help="write result.json and the fine-tuned model.safetensors here")
+    p.add_argument("--out", metavar="DIR",
+                   help="write result.json and the fine-tuned model.safetensors here (a new or empty folder, "
+                        "or one holding only those two files, which are replaced)")
     p.set_defaults(func=run_finetune)
 
     p = subparsers.add_parser(
@@ -38,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="scratch and/or pretrained (timm weights, used only when already cached); default: both; "
                         "the flag alone: none")
     _add_finetune_options(p, seed=False)
-    p.add_argument("--out", metavar="DIR", help="write comparison.csv, comparison.json and curves.png here")
+    p.add_argument("--out", metavar="DIR",
+                   help="write comparison.csv, comparison.json and curves.png here (a new or empty folder, or one "
+                        "holding only those files, which are replaced)")
     p.add_argument("--record", action="store_true",
                    help="write the results into each local init folder's config.json and model card")
     p.set_defaults(func=run_compare)
@@ -77,14 +81,14 @@ def _finetune_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def run_finetune(args: argparse.Namespace) -> int:
     from lsml_hub.metatest import finetune
 
-    result = finetune(args.init, args.data, progress=args.progress, **_finetune_kwargs(args))
+    result = finetune(args.init, args.data, out_dir=args.out, progress=args.progress, **_finetune_kwargs(args))
     final, best = result.final, result.best
     print(f"{result.target['name']}: {result.train_samples} train samples, {result.config.steps} steps, "
           f"{result.inputs.image_size} px")
     print(f"final accuracy {100 * final.accuracy:.2f}% (eval loss {final.loss:.4f}) at step {final.step}")
     print(f"best accuracy  {100 * best.accuracy:.2f}% (eval loss {best.loss:.4f}) at step {best.step}")
     if args.out:
-        print(f"wrote {result.save(args.out)}")
+        print(f"wrote {args.out}")
     return 0
 
 

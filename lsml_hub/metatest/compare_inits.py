@@ -25,6 +25,7 @@ from lsml_hub.metatest.comparison import INIT, PRETRAINED, SCRATCH, Comparison, 
 from lsml_hub.metatest.config import MAX_SEED, FinetuneConfig
 from lsml_hub.metatest.loop import ModelOrInit, run_finetune
 from lsml_hub.metatest.model import InputConfig, architecture_of
+from lsml_hub.metatest.report import COMPARE_OUTPUT, write_report
 from lsml_hub.metatest.result import FinetuneResult
 from lsml_hub.metatest.target import Target
 
@@ -65,7 +66,8 @@ def compare(
         baselines: ``"scratch"`` (the first init's architecture from random weights, fed the same
             inputs) and ``"pretrained"`` (timm's default pretrained weights of that architecture, only
             when already in the local Hugging Face cache: otherwise skipped with an info log).
-        out_dir: If given, write ``comparison.csv``, ``comparison.json`` and ``curves.png`` there.
+        out_dir: If given, write ``comparison.csv``, ``comparison.json`` and ``curves.png`` there; it
+            must be new, empty, or hold only those files (checked before any run).
         record: Write each local init folder's results into its ``config.json`` (``"lsml"`` ->
             ``"meta_test"``) and model card; the weights and their sha256 are untouched.
         progress: Show progress bars.
@@ -76,7 +78,8 @@ def compare(
         A :class:`~lsml_hub.metatest.comparison.Comparison`; ``.table()`` renders it as text.
 
     Raises:
-        ConfigError: No init, duplicate names, an unknown baseline, or a bad fine-tuning option.
+        ConfigError: No init, duplicate names, an unknown baseline, a bad fine-tuning option, or an
+            ``out_dir`` that is a file or holds other files.
         DataError: The target is unusable (empty split, ``max_train_samples`` above its training
             samples or below its classes).
 
@@ -88,6 +91,8 @@ def compare(
         >>> print(cmp.table())  # doctest: +SKIP
     """
     config, seeds, baselines = _check_arguments(finetune_kwargs, seeds, baselines)
+    if out_dir is not None:
+        COMPARE_OUTPUT.check(out_dir)  # now, not after the last run
     entries = named_inits(inits)
     shared = Target(target)
     shared.check_train_samples(config.max_train_samples)
@@ -111,8 +116,6 @@ def compare(
         skipped=skipped,
     )
     if out_dir is not None:
-        from lsml_hub.metatest.report import write_report
-
         write_report(comparison, out_dir)
     if record:
         from lsml_hub.metatest.record import record_meta_test

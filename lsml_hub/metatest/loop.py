@@ -21,7 +21,7 @@ from lsml_hub.evaluation import evaluate_model
 from lsml_hub.metatest.config import FinetuneConfig, check_device
 from lsml_hub.metatest.model import InputConfig, resolve_model, set_train_mode, set_trainable
 from lsml_hub.metatest.optim import build_optimizer, build_scheduler
-from lsml_hub.metatest.result import EvalPoint, FinetuneResult
+from lsml_hub.metatest.result import FINETUNE_OUTPUT, MODEL_FILE, RESULT_FILE, EvalPoint, FinetuneResult
 from lsml_hub.metatest.target import Target
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def finetune(
     seed: int = 0,
     device: str | None = None,
     image_size: int | None = None,
+    out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FinetuneResult:
     """Fine-tune a model or an init on a target task and evaluate it along the way.
@@ -66,13 +67,16 @@ def finetune(
         target: A loaded :class:`~lsml_hub.data.Task` or a spec for :func:`~lsml_hub.data.load_task`.
         steps, batch_size, optimizer, lr, weight_decay, schedule, max_train_samples, mode, eval_every,
             seed, device, image_size: See :class:`FinetuneConfig`.
+        out_dir: If given, write ``result.json`` and the fine-tuned ``model.safetensors`` there
+            (see :meth:`FinetuneResult.save`); the folder is checked before training starts.
         progress: Show a progress bar.
 
     Returns:
         A :class:`FinetuneResult` with ``.model``, ``.final``, ``.best`` and ``.history``.
 
     Raises:
-        ConfigError: A bad option (unknown optimizer or schedule, ``steps <= 0``, ...) or model.
+        ConfigError: A bad option (unknown optimizer or schedule, ``steps <= 0``, ...) or model, or an
+            ``out_dir`` that is a file or holds files other than those two.
         DataError: The target has an empty split, or ``max_train_samples`` is more than its training
             samples or fewer than its classes.
         TrainingError: The loss became NaN or infinite.
@@ -80,7 +84,8 @@ def finetune(
     Example:
         >>> import lsml_hub
         >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=100,
-        ...                            batch_size=32, max_train_samples=100)  # doctest: +SKIP
+        ...                            batch_size=32, max_train_samples=100,
+        ...                            out_dir="runs/finetune_digits")  # doctest: +SKIP
         >>> round(result.final.accuracy, 2), result.history[-1].step  # doctest: +SKIP
         (0.81, 100)
     """
@@ -89,9 +94,13 @@ def finetune(
         schedule=schedule, max_train_samples=max_train_samples, mode=mode, eval_every=eval_every,
         seed=seed, device=device, image_size=image_size,
     )
+    if out_dir is not None:
+        FINETUNE_OUTPUT.check(out_dir)  # now, not after the last step
     result = run_finetune(model_or_init, Target(target), config, progress=progress)
     logger.info("fine-tuned %s on %s: final accuracy %.4f, best %.4f at step %d (%.1f s)", result.source,
                 result.target["name"], result.final.accuracy, result.best.accuracy, result.best.step, result.seconds)
+    if out_dir is not None:
+        logger.info("wrote %s and %s to %s", RESULT_FILE, MODEL_FILE, result.save(out_dir))
     return result
 
 

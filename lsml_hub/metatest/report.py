@@ -10,12 +10,15 @@ from pathlib import Path
 
 from lsml_hub._io import atomic_write, atomic_write_json
 from lsml_hub.metatest.comparison import Comparison, ComparisonRow
+from lsml_hub.metatest.outputs import OutputFolder
 
 logger = logging.getLogger(__name__)
 
 CSV_FILE = "comparison.csv"
 JSON_FILE = "comparison.json"
 PLOT_FILE = "curves.png"
+# What compare writes into its output folder; any other file there makes it refuse the folder.
+COMPARE_OUTPUT = OutputFolder("compare", (CSV_FILE, JSON_FILE, PLOT_FILE))
 
 
 def _pct(mean_std: tuple[float, float]) -> str:
@@ -92,8 +95,13 @@ def write_csv(comparison: Comparison, path: str | os.PathLike) -> Path:
 def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str, str]:
     """Write ``comparison.csv``, ``comparison.json`` and ``curves.png`` into ``out_dir``.
 
+    ``out_dir`` may be new, empty, or hold only these three files (from an earlier run, replaced).
+
     Returns:
         The paths written, by kind (``"csv"``, ``"json"``, ``"plot"``); also stored in ``comparison.files``.
+
+    Raises:
+        ConfigError: ``out_dir`` is a file or holds other files (nothing is written).
 
     Example:
         >>> write_report(cmp, "runs/compare_digits")["csv"]  # doctest: +SKIP
@@ -101,7 +109,7 @@ def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str
     """
     from lsml_hub.metatest.plot import plot_curves
 
-    out_dir = Path(out_dir)
+    out_dir = COMPARE_OUTPUT.check(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": str(write_csv(comparison, out_dir / CSV_FILE)),

@@ -12,9 +12,12 @@ from torch import nn
 
 from lsml_hub.metatest.config import FinetuneConfig
 from lsml_hub.metatest.model import InputConfig
+from lsml_hub.metatest.outputs import OutputFolder
 
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.safetensors"
+# What finetune writes into its output folder; any other file there makes it refuse the folder.
+FINETUNE_OUTPUT = OutputFolder("finetune", (MODEL_FILE, RESULT_FILE))
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ class FinetuneResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write ``result.json`` and the fine-tuned weights (``model.safetensors``, head included) to ``out_dir``.
 
+        ``out_dir`` may be new, empty, or hold only these two files (from an earlier run, replaced).
+
+        Raises:
+            ConfigError: ``out_dir`` is a file or holds other files (nothing is written).
+
         Example:
             >>> result.save("runs/finetune_digits")  # doctest: +SKIP
             PosixPath('runs/finetune_digits')
@@ -113,7 +121,7 @@ class FinetuneResult:
 
         from lsml_hub._io import atomic_write, atomic_write_json
 
-        out_dir = Path(out_dir)
+        out_dir = FINETUNE_OUTPUT.check(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         # Cloned: safetensors refuses tensors that share storage.
         state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
