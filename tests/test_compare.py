@@ -19,7 +19,7 @@ from PIL import Image
 import lsml_hub
 from lsml_hub.cli import main
 from lsml_hub.data import load_task
-from lsml_hub.errors import ConfigError, DataError
+from lsml_hub.errors import ConfigError, DataError, InitError
 from lsml_hub.hub import verify_init
 from lsml_hub.metatest import compare
 from lsml_hub.metatest.baselines import find_cached_pretrained, pretrained_baseline
@@ -285,3 +285,32 @@ def test_cli_compare_rerun_into_its_own_output_folder_replaces_its_files(tmp_pat
     assert json.loads((tmp_path / "comparison.json").read_text())["seeds"] == [5]
     assert {p.name for p in tmp_path.iterdir()} == {"comparison.csv", "comparison.json", "curves.png"}
 
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_cli_named_pretrained_baseline_not_cached_is_one_line_before_any_run(monkeypatch, init_dir, capsys,
+                                                                              offline):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    rc = main(["compare", "--init", str(init_dir), "--data", "builtin:no_such_source", "--baselines", "scratch",
+               "pretrained", "--no-progress"])
+
+    assert rc == 2
+    why = "HF_HUB_OFFLINE is set" if offline else "compare never downloads during a run"
+    assert capsys.readouterr().err.strip() == (
+        "lsml-hub compare: error: the pretrained baseline needs timm's test_resnet.r160_in1k weights "
+        "(model.safetensors of timm/test_resnet.r160_in1k), which are not in the Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}) and are not fetched here ({why}); pre-fetch them on a connected machine with "
+        "`hf download timm/test_resnet.r160_in1k model.safetensors` (same HF_HUB_CACHE) and retry, or leave "
+        "pretrained out of the baselines")
+
+
+def test_named_pretrained_baseline_must_be_cached_or_exist_before_any_run(monkeypatch, target):
+    monkeypatch.setattr("lsml_hub.metatest.compare_inits.run_finetune", _no_run)
+    module = timm.create_model("test_resnet", num_classes=0)
+    with pytest.raises(InitError, match=r"needs timm's test_resnet\.r160_in1k weights .* not in the Hugging Face"):
+        compare({"module": module}, target, baselines=["pretrained"], **TINY)
+    with pytest.raises(InitError, match=r"^the pretrained baseline needs timm pretrained weights, but timm has none "
+                                        r"for resnet20_cifar; compare with the scratch baseline only"):
+        compare(["scratch:resnet20_cifar"], target, baselines=("scratch", "pretrained"), **TINY)
+    with pytest.raises(ConfigError, match=r"baselines must be a sequence of names such as \('scratch',\), got "
+                                          r"'pretrained'"):
+        compare(["scratch:test_resnet"], target, baselines="pretrained", **TINY)

@@ -36,9 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"{_INIT_HELP}; repeat for each init")
     p.add_argument("--data", required=True, metavar="SPEC", help="target task spec, e.g. builtin:digits")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED", help="seeds (default: 0)")
-    p.add_argument("--baselines", nargs="*", default=["scratch", "pretrained"], metavar="NAME",
-                   help="scratch and/or pretrained (timm weights, used only when already cached); default: both; "
-                        "the flag alone: none")
+    # None (flag not given) lets compare() skip uncached pretrained weights; named, they are required.
+    p.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
+                   help="scratch and/or pretrained (timm's weights, read from the Hugging Face cache, never "
+                        "downloaded: an error when named and not cached); default: scratch, and pretrained when "
+                        "cached; the flag alone: none")
     _add_finetune_options(p, seed=False)
     p.add_argument("--out", metavar="DIR",
                    help="write comparison.csv, comparison.json and curves.png here (a new or empty folder, or one "

@@ -20,11 +20,17 @@ from tqdm.auto import tqdm
 
 from lsml_hub.data import Task, TaskSpec
 from lsml_hub.errors import ConfigError
-from lsml_hub.metatest.baselines import BASELINES, Baseline, pretrained_baseline, scratch_baseline
+from lsml_hub.metatest.baselines import (
+    BASELINES,
+    Baseline,
+    pretrained_baseline,
+    require_cached_pretrained,
+    scratch_baseline,
+)
 from lsml_hub.metatest.comparison import INIT, PRETRAINED, SCRATCH, Comparison, ComparisonRow, SeedRun
 from lsml_hub.metatest.config import MAX_SEED, FinetuneConfig
 from lsml_hub.metatest.loop import ModelOrInit, run_finetune
-from lsml_hub.metatest.model import InputConfig, architecture_of
+from lsml_hub.metatest.model import InputConfig, architecture_of, init_architecture
 from lsml_hub.metatest.report import COMPARE_OUTPUT, write_report
 from lsml_hub.metatest.result import FinetuneResult
 from lsml_hub.metatest.target import Target
@@ -40,6 +46,15 @@ class _Entry:
     kind: str
     source: str
     make: Callable[[int], ModelOrInit]  # num_classes -> what run_finetune takes (called after seeding)
+    init: ModelOrInit | None = None  # what the user passed (inits only)
+
+
+@dataclass(frozen=True)
+class _Baselines:
+    """The baselines to run, and whether the user named them (then a missing pretrained one is an error)."""
+
+    names: list[str]
+    explicit: bool
 
 
 def compare(
@@ -47,7 +62,7 @@ def compare(
     target: Task | TaskSpec | str | Mapping[str, Any],
     *,
     seeds: Iterable[int] = (0,),
-    baselines: Iterable[str] = (SCRATCH, PRETRAINED),
+    baselines: Iterable[str] | None = None,
     out_dir: str | os.PathLike | None = None,
     record: bool = False,
     progress: bool = True,
@@ -64,8 +79,10 @@ def compare(
         target: The target task, loaded once for all runs.
         seeds: Seeds every row runs with; several give mean ± std.
         baselines: ``"scratch"`` (the first init's architecture from random weights, fed the same
-            inputs) and ``"pretrained"`` (timm's default pretrained weights of that architecture, only
-            when already in the local Hugging Face cache: otherwise skipped with an info log).
+            inputs) and/or ``"pretrained"`` (timm's default pretrained weights of that architecture,
+            read from the local Hugging Face cache, never downloaded). ``None`` (the default) runs
+            scratch, and pretrained when its weights are cached (otherwise it is skipped with an info
+            log); naming ``"pretrained"`` makes uncached weights an error, raised before any run.
         out_dir: If given, write ``comparison.csv``, ``comparison.json`` and ``curves.png`` there; it
             must be new, empty, or hold only those files (checked before any run).
         record: Write each local init folder's results into its ``config.json`` (``"lsml"`` ->
@@ -82,6 +99,7 @@ def compare(
             ``out_dir`` that is a file or holds other files.
         DataError: The target is unusable (empty split, ``max_train_samples`` above its training
             samples or below its classes).
+        InitError: An init cannot be loaded, or ``"pretrained"`` was named and its weights are not cached.
 
     Example:
         >>> import lsml_hub
@@ -94,14 +112,16 @@ def compare(
     if out_dir is not None:
         COMPARE_OUTPUT.check(out_dir)  # now, not after the last run
     entries = named_inits(inits)
+    if baselines.explicit and PRETRAINED in baselines.names:
+        require_cached_pretrained(init_architecture(entries[0].init))  # now, not after the inits ran
     shared = Target(target)
     shared.check_train_samples(config.max_train_samples)
-    runs = _RunBar(len(seeds) * (len(entries) + len(baselines)), progress)
+    runs = _RunBar(len(seeds) * (len(entries) + len(baselines.names)), progress)
     rows, reference = [], None
     for entry in entries:
         row, first = _run_row(entry, shared, config, seeds, runs)
         rows.append(row)
-        if reference is None and baselines:
+        if reference is None and baselines.names:
             # The first init's model tells the baselines which architecture and inputs to use.
             reference = _Reference.of(first)
     skipped: dict[str, str] = {}
@@ -126,7 +146,7 @@ def compare(
 
 
 def _check_arguments(finetune_kwargs: dict[str, Any], seeds: Iterable[int],
-                     baselines: Iterable[str]) -> tuple[FinetuneConfig, list[int], list[str]]:
+                     baselines: Iterable[str] | None) -> tuple[FinetuneConfig, list[int], _Baselines]:
     if "seed" in finetune_kwargs:
         raise ConfigError("compare() takes seeds=(...), not seed=; every row runs with every seed")
     if isinstance(seeds, (int, str)) or not isinstance(seeds, Iterable):
@@ -135,11 +155,20 @@ def _check_arguments(finetune_kwargs: dict[str, Any], seeds: Iterable[int],
     if not seeds or not all(_is_seed(s) for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct non-negative integers (at most 2**63 - 1), at least one; "
                           f"got {seeds!r}")
-    baselines = list(baselines)
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown or len(set(baselines)) != len(baselines):
-        raise ConfigError(f"bad baselines {baselines!r}; valid: {', '.join(BASELINES)} (each at most once)")
-    return FinetuneConfig.from_dict({**finetune_kwargs, "seed": seeds[0]}), seeds, baselines
+    return FinetuneConfig.from_dict({**finetune_kwargs, "seed": seeds[0]}), seeds, _check_baselines(baselines)
+
+
+def _check_baselines(baselines: Iterable[str] | None) -> _Baselines:
+    if baselines is None:
+        return _Baselines(list(BASELINES), explicit=False)
+    if isinstance(baselines, str) or not isinstance(baselines, Iterable):
+        raise ConfigError(f"baselines must be a sequence of names such as ('scratch',), got {baselines!r}; "
+                          f"valid names: {', '.join(BASELINES)}")
+    names = list(baselines)
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown or len(set(names)) != len(names):
+        raise ConfigError(f"bad baselines {names!r}; valid: {', '.join(BASELINES)} (each at most once)")
+    return _Baselines(names, explicit=True)
 
 
 def _is_seed(value: Any) -> bool:
@@ -164,7 +193,7 @@ def named_inits(inits: Inits) -> list[_Entry]:
         if name in seen:
             raise ConfigError(f"init name {name!r} appears twice; pass a mapping {{name: init}} to name them")
         seen.add(name)
-        entries.append(_Entry(name, INIT, source, _factory(init)))
+        entries.append(_Entry(name, INIT, source, _factory(init), init))
     return entries
 
 
@@ -217,14 +246,15 @@ def _run_row(entry: _Entry, target: Target, config: FinetuneConfig, seeds: list[
     return row, first
 
 
-def _build_baselines(names: list[str], reference: _Reference | None, skipped: dict[str, str]) -> list[Baseline]:
-    """The baselines named, built from the first init; a pretrained one without cached weights is skipped."""
+def _build_baselines(baselines: _Baselines, reference: _Reference | None,
+                     skipped: dict[str, str]) -> list[Baseline]:
+    """The baselines, built from the first init; a default pretrained one without cached weights is skipped."""
     built = []
-    for name in names:
+    for name in baselines.names:
         if name == SCRATCH:
             built.append(scratch_baseline(reference.architecture, reference.model_args, reference.inputs))
             continue
-        baseline = pretrained_baseline(reference.architecture)
+        baseline = pretrained_baseline(reference.architecture, required=baselines.explicit)
         if baseline is None:
             skipped[name] = f"no timm pretrained weights of {reference.architecture} in the Hugging Face cache"
         else:

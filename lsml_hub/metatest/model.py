@@ -191,6 +191,26 @@ def architecture_of(model: nn.Module) -> tuple[str, dict[str, Any]]:
     return arch, {k: v for k, v in args.items() if k not in _INSTANCE_ARGS}
 
 
+def init_architecture(init: nn.Module | str | os.PathLike) -> str:
+    """The timm architecture ``init`` builds, without building it (an init's ``config.json`` only).
+
+    Raises:
+        ConfigError: A model not made by timm.
+        InitError: The init cannot be found or its config is invalid.
+
+    Example:
+        >>> init_architecture("scratch:resnet20_cifar")
+        'resnet20_cifar'
+    """
+    if isinstance(init, nn.Module):
+        return architecture_of(init)[0]
+    if is_scratch(init):
+        return init[len(SCRATCH_PREFIX):]
+    from lsml_hub.hub import load_init_config
+
+    return load_init_config(init).architecture
+
+
 def set_trainable(model: nn.Module, mode: str) -> None:
     """Which parameters train: all of them for "full"; only the classifier's for "linear" (the body is frozen).
 
