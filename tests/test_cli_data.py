@@ -39,6 +39,28 @@ def test_data_summarizes_specs(capsys):
     assert (second["num_classes"], second["train_size"], second["eval_size"]) == (10, 20, 100)
 
 
+def test_first_use_of_a_builtin_logs_one_line_and_no_progress_bars(monkeypatch, tmp_path, caplog, capsys):
+    monkeypatch.setenv("LSML_HUB_CACHE", str(tmp_path / "fresh"))
+    with caplog.at_level("INFO", logger="lsml_hub"):
+        assert main(["data", "builtin:symbols?samples_per_class=2"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["train_size"] == 2 * json.loads(captured.out)["num_classes"]
+    assert "Saving the dataset" not in captured.err
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("lsml_hub")]
+    assert len(lines) == 1 and lines[0].startswith("materializing builtin:symbols into ")
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch, timm and datasets: several seconds
+def test_first_use_of_a_builtin_in_a_real_process_prints_one_line_to_stderr(tmp_path):
+    env = {**os.environ, "LSML_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_DATASETS_DISABLE_PROGRESS_BARS", None)
+    proc = subprocess.run([sys.executable, "-m", "lsml_hub", "data", "builtin:symbols?samples_per_class=2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"materializing builtin:symbols into {tmp_path / 'cache'}")
+
+
 @pytest.mark.parametrize(
     ("spec", "words"),
     [("builtin:latin_uper", ["'latin_uper'", "did you mean latin_upper"]),

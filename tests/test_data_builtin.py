@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import datasets
+import datasets.utils
 import numpy as np
 import pytest
 import torch
@@ -146,6 +147,34 @@ def test_builtin_is_materialized_once(monkeypatch, tmp_path):
     assert list((tmp_path / "once" / "builtin").iterdir()) == folders  # no temporary folders left
     with pytest.raises(AssertionError, match="rebuilt"):
         load_builtin("printed_digits", samples_per_class=3, seed=5)  # other parameters: its own folder
+
+
+@pytest.mark.parametrize("bars_before", ["enabled", "disabled"])
+def test_materializing_logs_one_line_and_no_progress_bars(monkeypatch, tmp_path, caplog, capsys, bars_before):
+    monkeypatch.setenv("LSML_HUB_CACHE", str(tmp_path / "quiet"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_DISABLE_PROGRESS_BARS", None)  # the user chose nothing
+    if bars_before == "disabled":
+        datasets.utils.disable_progress_bars()
+    try:
+        with caplog.at_level("INFO", logger="lsml_hub"):
+            load_builtin("greek", samples_per_class=2, seed=7)
+        bars_after = datasets.utils.are_progress_bars_disabled()
+    finally:
+        datasets.utils.enable_progress_bars()
+    assert "Saving the dataset" not in capsys.readouterr().err
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("lsml_hub")]
+    assert len(lines) == 1 and lines[0].startswith(f"materializing builtin:greek into {tmp_path / 'quiet'}")
+    assert bars_after == (bars_before == "disabled")  # the caller's setting is back
+
+
+def test_bars_forced_on_by_the_environment_are_left_on(monkeypatch, tmp_path, capsys, recwarn):
+    # HF_DATASETS_DISABLE_PROGRESS_BARS=0: the user asked for bars (and disabling would only warn).
+    monkeypatch.setenv("LSML_HUB_CACHE", str(tmp_path / "loud"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_DISABLE_PROGRESS_BARS", False)
+    load_builtin("greek", samples_per_class=2, seed=8)
+    assert "Saving the dataset" in capsys.readouterr().err
+    assert not datasets.utils.are_progress_bars_disabled()
+    assert [str(w.message) for w in recwarn if "progress bars" in str(w.message)] == []
 
 
 def test_unknown_builtin_suggests_close_names():

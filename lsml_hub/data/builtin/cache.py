@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
+import datasets.utils
 
 from lsml_hub._io import atomic_dir
 
@@ -38,8 +40,33 @@ def cached_dataset(
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_root() / "builtin" / f"{name}-{key}"
     if not (path / "dataset_dict.json").exists():
-        logger.info("materializing builtin:%s into %s", name, path)
+        # The one line a first use prints: save_to_disk's own bars would add one per split.
+        logger.info("materializing builtin:%s into %s (once; later uses read it from there)", name, path)
         dataset = build()
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path) as tmp, datasets_progress_bars_off():
             dataset.save_to_disk(str(tmp))
     return datasets.load_from_disk(str(path))
+
+
+@contextlib.contextmanager
+def datasets_progress_bars_off() -> Iterator[None]:
+    """Hide ``datasets``' progress bars inside the block, then restore the previous setting.
+
+    ``HF_DATASETS_DISABLE_PROGRESS_BARS=0`` (bars forced on) is respected: nothing is hidden then.
+
+    Example:
+        >>> with datasets_progress_bars_off():
+        ...     hidden = datasets.utils.are_progress_bars_disabled()
+        >>> hidden, datasets.utils.are_progress_bars_disabled()
+        (True, False)
+    """
+    # The switch is global to the process: only a switch this block turned off is turned back on.
+    forced_on = datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False  # disabling would only warn
+    switched = not forced_on and not datasets.utils.are_progress_bars_disabled()
+    if switched:
+        datasets.utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if switched:
+            datasets.utils.enable_progress_bars()
