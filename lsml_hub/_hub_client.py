@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from types import ModuleType
 
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.errors import HfHubHTTPError
@@ -14,14 +15,13 @@ LIBRARY_NAME = "lsml-hub"
 COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}")
 
 
-def _client_http_error() -> type[Exception]:
-    # The base error of huggingface_hub's own HTTP client (httpx, or its fork httpx2 in huggingface_hub
-    # 2.x): connection failures and timeouts that no HfHubHTTPError wraps are raised as its subclasses.
-    client = importlib.import_module(hf_errors.Response.__module__.split(".")[0])
-    return getattr(client, "HTTPError", OSError)
+def http_client_module() -> ModuleType:
+    """huggingface_hub's own HTTP client module (httpx, or its fork httpx2 in huggingface_hub 2.x)."""
+    return importlib.import_module(hf_errors.Response.__module__.split(".")[0])
 
 
-CLIENT_HTTP_ERROR = _client_http_error()
+#: The client's base error: connection failures and timeouts that no HfHubHTTPError wraps.
+CLIENT_HTTP_ERROR: type[Exception] = getattr(http_client_module(), "HTTPError", OSError)
 
 #: An HTTP error status from the Hub, or no answer at all (DNS, refused connection, TLS, timeout).
 HUB_REQUEST_ERRORS: tuple[type[Exception], ...] = (HfHubHTTPError, CLIENT_HTTP_ERROR, OSError)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import socket
 import uuid
@@ -15,6 +14,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
 import lsml_hub
+from lsml_hub._hub_client import http_client_module
 from lsml_hub.errors import InitError, IntegrityError
 from lsml_hub.hub import PushError
 
@@ -24,7 +24,7 @@ OID = "c" * 40
 
 def http_error(status: int, message: str) -> HfHubHTTPError:
     # The error carries a response of huggingface_hub's own HTTP client (httpx or a fork of it).
-    client = importlib.import_module(hf_errors.Response.__module__.split(".")[0])
+    client = http_client_module()
     request = client.Request("POST", "https://huggingface.co/api/repos/create")
     return HfHubHTTPError(message, response=client.Response(status, request=request))
 
@@ -147,13 +147,8 @@ def test_a_refused_request_is_one_line(hub_make_init, hub_fake):
     assert "\n" not in str(err.value)
 
 
-def http_client():
-    """huggingface_hub's own HTTP client module (httpx, or its fork httpx2 in huggingface_hub 2.x)."""
-    return importlib.import_module(hf_errors.Response.__module__.split(".")[0])
-
-
 def connect_error() -> Exception:
-    client = http_client()
+    client = http_client_module()
     request = client.Request("POST", "https://huggingface.co/api/repos/create")
     return client.ConnectError("[Errno -3] Temporary failure in name resolution\nmore", request=request)
 
@@ -183,7 +178,7 @@ def test_real_offline_mode_is_refused_before_any_connection(hub_make_init, hub_o
     "error",
     [
         connect_error(),
-        http_client().ConnectTimeout("timed out"),
+        http_client_module().ConnectTimeout("timed out"),
         ConnectionError("[Errno 111] Connection refused"),
         OSError(101, "Network is unreachable"),
     ],

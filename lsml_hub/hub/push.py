@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub import errors as hf_errors
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
 
+from lsml_hub._hub_client import CLIENT_HTTP_ERROR, LIBRARY_NAME
 from lsml_hub.errors import LsmlHubError, first_line
 from lsml_hub.hub.config import CARD_FILE, INIT_FILES
 from lsml_hub.hub.format import verify_init
-from lsml_hub.hub.resolve import LIBRARY_NAME
 from lsml_hub.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -26,14 +24,6 @@ class PushError(LsmlHubError):
     """An init cannot be pushed: no token, a bad repo id, offline, the Hub unreachable or refusing the request."""
 
 
-def _client_http_error() -> type[Exception]:
-    # The base error of huggingface_hub's own HTTP client (httpx, or its fork httpx2 in huggingface_hub
-    # 2.x): connection failures and timeouts that no HfHubHTTPError wraps are raised as its subclasses.
-    client = importlib.import_module(hf_errors.Response.__module__.split(".")[0])
-    return getattr(client, "HTTPError", OSError)
-
-
-_CLIENT_HTTP_ERROR = _client_http_error()
 
 
 @dataclass(frozen=True)
@@ -113,7 +103,7 @@ def push_to_hub(
                         "set); unset HF_HUB_OFFLINE and retry") from None
     except HfHubHTTPError as err:  # the Hub answered, and refused
         raise PushError(f"push to {repo_id!r} failed: {first_line(err)}") from None
-    except (_CLIENT_HTTP_ERROR, OSError) as err:  # no answer: DNS, refused connection, TLS, timeout
+    except (CLIENT_HTTP_ERROR, OSError) as err:  # no answer: DNS, refused connection, TLS, timeout
         raise PushError(f"cannot push to {repo_id!r}: the Hugging Face Hub cannot be reached ({first_line(err)}); "
                         "check the network connection (and HF_ENDPOINT or proxy settings) and retry") from None
 
