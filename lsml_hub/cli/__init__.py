@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "lsml_hub.cli.train_command",
     "lsml_hub.cli.hub_command",
     "lsml_hub.cli.finetune_command",
+    "lsml_hub.cli.cache_command",
 )
 
 logger = logging.getLogger("lsml_hub")

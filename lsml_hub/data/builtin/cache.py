@@ -19,6 +19,7 @@ from lsml_hub._io import atomic_dir
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "LSML_HUB_CACHE"
+SUBDIR = "builtin"
 
 
 def cache_root() -> Path:
@@ -38,7 +39,7 @@ def cached_dataset(
     own copy. The folder appears whole or not at all (``atomic_dir``).
     """
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_root() / "builtin" / f"{name}-{key}"
+    path = cache_root() / SUBDIR / f"{name}-{key}"
     if not (path / "dataset_dict.json").exists():
         # The one line a first use prints: save_to_disk's own bars would add one per split.
         logger.info("materializing builtin:%s into %s (once; later uses read it from there)", name, path)
