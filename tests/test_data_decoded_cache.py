@@ -5,6 +5,7 @@ Every test gets its own empty ``$LSML_HUB_CACHE``; data is written with ``datase
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -98,6 +99,18 @@ def test_entry_is_a_plain_safetensors_file_with_its_key(saved, cache_dir):
     key = decoded_cache.cache_key(task.eval, task.image_size)
     assert entry == decoded_cache.entry_path(key)
     assert key.fingerprint == task.eval._fingerprint and key.version == decoded_cache.DECODE_VERSION
+
+
+def test_int64_labels_are_stored_8_byte_aligned_for_any_size(tmp_path):
+    # 1 image of 3x3x3 bytes: had the images come first, the labels would start at an odd offset.
+    data = ImageTensors(images=torch.zeros((1, 3, 3, 3), dtype=torch.uint8), labels=torch.tensor([7]))
+    path = tmp_path / "entry.safetensors"
+    decoded_cache.write_entry(path, decoded_cache.CacheKey("f" * 16, 3, decoded_cache.DECODE_VERSION), data)
+    raw = path.read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + header_len])
+    assert (8 + header_len) % 8 == 0 and header["labels"]["data_offsets"][0] % 8 == 0
+    assert load_file(path)["labels"].tolist() == [7]
 
 
 def test_read_tensors_are_writable_without_touching_the_entry(saved, monkeypatch):

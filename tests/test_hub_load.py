@@ -426,6 +426,16 @@ def test_a_module_with_extra_state_is_read_through_state_dict():
     assert "1._extra_state" in state.tensors
 
 
+def test_a_child_with_its_own_state_dict_is_read_through_state_dict():
+    class Renaming(torch.nn.Linear):
+        def state_dict(self, *args, **kwargs):
+            return {f"renamed.{k}": v for k, v in super().state_dict(*args, **kwargs).items()}
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Renaming(2, 2))
+    state = model_state(model)
+    assert not state.plain and list(state.tensors) == list(model.state_dict())
+
+
 def test_a_small_init_loads_into_writable_tensors_of_its_own(hub_make_init):
     # The tensors come from the bytes that were hashed; training must not touch the file or share memory.
     folder = hub_make_init("resnet20_cifar")

@@ -1,4 +1,4 @@
-"""A disk cache of decoded splits, so a second run (and every other ``torchrun`` rank) skips decoding.
+"""A disk cache of decoded splits, so later runs (meta-training, fine-tuning, ``lsml-hub data``) skip decoding.
 
 An entry is one safetensors file under ``cache_root()/decoded`` holding ``images`` (uint8
 ``[N, 3, S, S]``) and ``labels`` (int64 ``[N]``), named by a hash of the dataset's fingerprint, the
@@ -6,9 +6,9 @@ image size and ``DECODE_VERSION``. Only datasets backed by Arrow files are cache
 their fingerprint from the files and the transforms applied since, whereas an in-memory dataset gets a
 random one that no later run could find again.
 
-Entries are written atomically (temporary file, fsync, rename), so ranks decoding the same split at
+Entries are written atomically (temporary file, fsync, rename), so processes decoding the same split at
 once never read half a file; the last writer wins with the same bytes. Entries are read memory-mapped
-copy-on-write: ranks share the page cache, and writing to a tensor never touches the file.
+copy-on-write: processes share the page cache, and writing to a tensor never touches the file.
 
 Set ``LSML_HUB_DECODED_CACHE=0`` to neither read nor write entries.
 """
@@ -155,7 +155,8 @@ def _write_or_warn(path: Path, key: CacheKey, data: ImageTensors) -> None:
 
 def write_entry(path: Path, key: CacheKey, data: ImageTensors) -> None:
     """Write ``data`` to ``path`` atomically as a safetensors file with ``key``'s metadata."""
-    tensors = {"images": data.images, "labels": data.labels}
+    # int64 labels first: right after the 8-byte-padded header they are 8-byte aligned for any N and S.
+    tensors = {"labels": data.labels, "images": data.images}
     with atomic_write(path, "wb") as f:
         _stream_safetensors(f, tensors, key.metadata(len(data)))
 

@@ -152,6 +152,7 @@ def classifier_keys(model: nn.Module, state: ModelState | None = None) -> set[st
 def _is_plain(module: nn.Module) -> bool:
     cls = type(module)
     return (cls._load_from_state_dict in _PLAIN_LOADERS
+            and cls.state_dict is nn.Module.state_dict  # a child's own state_dict() changes the keys too
             and cls._save_to_state_dict is nn.Module._save_to_state_dict
             and cls.get_extra_state is nn.Module.get_extra_state
             and not (module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks
