@@ -87,3 +87,20 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_in_the_way(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot become a folder because of a file, or None when it can.
+
+    The nearest existing path decides: ``path`` itself being a file, or a file above it, would make
+    creating the folder fail (after the work that was to be written there).
+
+    Example:
+        >>> file_in_the_way("/etc/hostname/sub")
+        'is inside /etc/hostname, which is a file'
+    """
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or existing.is_dir():
+        return None
+    return "is a file" if existing == path else f"is inside {existing}, which is a file"

@@ -257,6 +257,14 @@ def test_out_dir_holding_other_files_is_refused_before_any_run(monkeypatch, targ
     assert _contents(init_dir) == before
 
 
+def test_out_dir_holding_a_users_own_plot_but_no_comparison_json_is_refused(monkeypatch, target, tmp_path):
+    monkeypatch.setattr("lsml_hub.metatest.compare_inits.run_finetune", _no_run)
+    (tmp_path / "curves.png").write_bytes(b"my plot")
+    with pytest.raises(ConfigError, match=r"holds curves\.png but no comparison\.json, so it is not an earlier"):
+        compare(["scratch:test_resnet"], target, out_dir=tmp_path, **TINY)
+    assert (tmp_path / "curves.png").read_bytes() == b"my plot"
+
+
 @pytest.mark.parametrize("inside", [False, True])
 def test_cli_compare_out_that_is_a_file_is_one_line_before_any_run(tmp_path, init_dir, capsys, inside):
     file = tmp_path / "comparison.csv"

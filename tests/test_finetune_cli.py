@@ -119,6 +119,18 @@ def test_cli_out_names_a_few_foreign_files_and_counts_the_rest(tmp_path, capsys)
     assert (tmp_path / "result.json").read_text() == "result.json"
 
 
+def test_cli_out_holding_a_users_own_model_file_but_no_result_is_refused(tmp_path, capsys):
+    (tmp_path / "model.safetensors").write_bytes(b"someone's weights")
+    rc = main(["finetune", "--init", "scratch:test_resnet", "--data", "builtin:no_such_source", *TINY,
+               "--out", str(tmp_path)])
+
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        f"lsml-hub finetune: error: output folder {tmp_path} holds model.safetensors but no result.json, so it is "
+        "not an earlier finetune output and would be overwritten; choose a new or empty folder")
+    assert (tmp_path / "model.safetensors").read_bytes() == b"someone's weights"
+
+
 @pytest.mark.parametrize("inside", [False, True])
 def test_cli_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, inside):
     file = tmp_path / "notes.txt"

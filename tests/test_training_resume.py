@@ -153,11 +153,15 @@ def test_a_changed_config_is_refused_before_any_dataset_is_loaded(reference, tmp
     assert loaded == []
 
 
-def test_a_damaged_checkpoint_is_a_one_line_error_naming_it(reference, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_it(reference, tmp_path, capsys, damage):
     out = tmp_path / "copy"
     shutil.copytree(reference, out)
     ckpt = out / "checkpoints" / "last.pt"
-    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated, as by a full disk outside atomic_write
+    if damage == "truncated":  # as by a full disk outside atomic_write
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    else:  # the weights-only unpickler fails with a KeyError on this one
+        ckpt.write_text("hello world")
     before = file_state(ckpt)
     cfg = write_config(tmp_path / "same.yaml", config(out))
     capsys.readouterr()

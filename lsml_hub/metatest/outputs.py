@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsml_hub._io import file_in_the_way
 from lsml_hub.errors import ConfigError
 
 # Foreign files named in an error; the rest are counted.
@@ -25,15 +26,18 @@ class OutputFolder:
     Args:
         command: What writes them, as users call it (``"finetune"``).
         files: Names of the files it writes.
+        marker: The one of ``files`` written first. A folder holding some of ``files`` but not the
+            marker was not made by the command (a user's own ``model.safetensors``, say) and is refused.
 
     Example:
         >>> import tempfile
-        >>> OutputFolder("finetune", ("result.json",)).check(tempfile.mkdtemp() + "/new").name
+        >>> OutputFolder("finetune", ("result.json",), "result.json").check(tempfile.mkdtemp() + "/new").name
         'new'
     """
 
     command: str
     files: tuple[str, ...]
+    marker: str
 
     def check(self, out_dir: str | os.PathLike) -> Path:
         """``out_dir`` as a path, after checking that the command may write there.
@@ -45,11 +49,18 @@ class OutputFolder:
         path = Path(out_dir)
         _refuse_file_in_the_way(path, self)
         if path.is_dir():
-            foreign = sorted(p.name for p in path.iterdir() if not self.owns(p.name))
+            names = sorted(p.name for p in path.iterdir())
+            foreign = [n for n in names if not self.owns(n)]
             if foreign:
                 raise ConfigError(
                     f"output folder {path} holds files that {self.command} does not write: {_some(foreign)} "
                     f"(it writes only {', '.join(self.files)}); choose a new or empty folder, or move those out"
+                )
+            same_names = [n for n in names if n in self.files]
+            if same_names and self.marker not in names:
+                raise ConfigError(
+                    f"output folder {path} holds {_some(same_names)} but no {self.marker}, so it is not an earlier "
+                    f"{self.command} output and would be overwritten; choose a new or empty folder"
                 )
         return path
 
@@ -60,13 +71,11 @@ class OutputFolder:
 
 
 def _refuse_file_in_the_way(path: Path, folder: OutputFolder) -> None:
-    # The nearest existing path decides: a file there (or above) would make the final write fail after training.
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is None or existing.is_dir():
-        return
-    where = "is a file" if existing == path else f"is inside {existing}, which is a file"
-    raise ConfigError(f"output folder {path} {where}; give a folder (new or empty) for "
-                      f"{', '.join(folder.files)}")
+    # A file there (or above) would make the final write fail after training.
+    where = file_in_the_way(path)
+    if where is not None:
+        raise ConfigError(f"output folder {path} {where}; give a folder (new or empty) for "
+                          f"{', '.join(folder.files)}")
 
 
 def _some(names: list[str]) -> str:

@@ -18,7 +18,7 @@ CSV_FILE = "comparison.csv"
 JSON_FILE = "comparison.json"
 PLOT_FILE = "curves.png"
 # What compare writes into its output folder; any other file there makes it refuse the folder.
-COMPARE_OUTPUT = OutputFolder("compare", (CSV_FILE, JSON_FILE, PLOT_FILE))
+COMPARE_OUTPUT = OutputFolder("compare", (CSV_FILE, JSON_FILE, PLOT_FILE), marker=JSON_FILE)
 
 
 def _pct(mean_std: tuple[float, float]) -> str:
@@ -111,12 +111,11 @@ def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str
 
     out_dir = COMPARE_OUTPUT.check(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "csv": str(write_csv(comparison, out_dir / CSV_FILE)),
-        "plot": str(plot_curves(comparison, out_dir / PLOT_FILE)),
-    }
-    files["json"] = str(out_dir / JSON_FILE)
+    files = {"csv": str(out_dir / CSV_FILE), "plot": str(out_dir / PLOT_FILE), "json": str(out_dir / JSON_FILE)}
     comparison.files.update(files)
+    # The JSON first: it marks the folder as compare's, so a run killed half-way can write there again.
     atomic_write_json(out_dir / JSON_FILE, {**comparison.to_dict(), "files": comparison.files})
+    write_csv(comparison, out_dir / CSV_FILE)
+    plot_curves(comparison, out_dir / PLOT_FILE)
     logger.info("wrote %s, %s and %s to %s", CSV_FILE, JSON_FILE, PLOT_FILE, out_dir)
     return files

@@ -17,7 +17,7 @@ from lsml_hub.metatest.outputs import OutputFolder
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.safetensors"
 # What finetune writes into its output folder; any other file there makes it refuse the folder.
-FINETUNE_OUTPUT = OutputFolder("finetune", (MODEL_FILE, RESULT_FILE))
+FINETUNE_OUTPUT = OutputFolder("finetune", (MODEL_FILE, RESULT_FILE), marker=RESULT_FILE)
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class FinetuneResult:
         out_dir.mkdir(parents=True, exist_ok=True)
         # Cloned: safetensors refuses tensors that share storage.
         state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        atomic_write_json(out_dir / RESULT_FILE, self.to_dict())  # first: it marks the folder as finetune's
         with atomic_write(out_dir / MODEL_FILE, "wb") as f:
             f.write(safetensors.torch.save(state, metadata={"format": "pt"}))
-        atomic_write_json(out_dir / RESULT_FILE, self.to_dict())
         return out_dir

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,9 @@ class Checkpoint:
         """
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of the weights-only unpickler means a damaged file
             raise TrainingError(f"{path} cannot be read ({type(err).__name__}: {first_line(err)}); "
                                 f"move it away to start the run over, or use another output_dir") from None
         if not isinstance(payload, dict) or not _CHECKPOINT_KEYS <= payload.keys():
