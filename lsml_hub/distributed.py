@@ -130,10 +130,32 @@ def any_true(ctx: DistContext, flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+def raise_together(ctx: DistContext, error: Exception | None) -> None:
+    """Raise on every rank when any rank has an ``error``, so none is left waiting at a later collective.
+
+    A rank with an error raises it; the others raise a TrainingError quoting the first failing rank.
+    Every rank must call this at the same point.
+
+    Example:
+        >>> raise_together(DistContext(), None)  # nothing failed anywhere: returns
+    """
+    if not ctx.enabled:
+        if error is not None:
+            raise error
+        return
+    messages = gather_objects(ctx, None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+    if failed:
+        rank, message = failed[0]
+        raise TrainingError(f"rank {rank} failed ({message}); its log says more")
+
+
 def run_on_main(ctx: DistContext, fn: Callable[[], T]) -> T | None:
     """Run ``fn`` on rank 0 only; if it raises there, every rank raises, so none waits at a collective.
 
-    Rank 0 re-raises its own exception; the others raise a TrainingError pointing at rank 0's log.
+    Rank 0 re-raises its own exception; the others raise a TrainingError quoting it.
     """
     result, error = None, None
     if ctx.is_main:
@@ -141,10 +163,7 @@ def run_on_main(ctx: DistContext, fn: Callable[[], T]) -> T | None:
             result = fn()
         except Exception as err:  # shared with the other ranks below, then re-raised
             error = err
-    if any_true(ctx, error is not None):
-        if error is not None:
-            raise error
-        raise TrainingError("rank 0 failed to write the run's files; its log says why")
+    raise_together(ctx, error)
     return result
 
 

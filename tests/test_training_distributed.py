@@ -33,6 +33,12 @@ TASKS = [TINY_TASKS["latin_upper"], TINY_TASKS["greek"], TINY_TASKS["printed_dig
 NAMES = ["latin_upper", "greek", "printed_digits"]
 
 
+def torchrun_two_processes() -> list[str]:
+    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [str(TORCHRUN.with_name("python")), "-m",
+                                                           "torch.distributed.run"]
+    return [*launcher, "--standalone", "--nproc-per-node=2"]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _caches(tmp_path_factory):
     with training_caches(tmp_path_factory) as root, one_thread():
@@ -51,10 +57,8 @@ def test_one_process_and_torchrun_two_processes_agree(tmp_path, tmp_path_factory
     out = tmp_path / "two"
     cfg = tmp_path / "two.yaml"
     cfg.write_text(yaml.safe_dump(config(out)))
-    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [str(TORCHRUN.with_name("python")), "-m",
-                                                           "torch.distributed.run"]
     log = tmp_path / "torchrun.log"
-    proc = start([*launcher, "--standalone", "--nproc-per-node=2", str(RECIPE), str(cfg)],
+    proc = start([*torchrun_two_processes(), str(RECIPE), str(cfg)],
                  subprocess_env(tmp_path_factory), log)
     finish(proc, log)
 
@@ -86,3 +90,34 @@ def test_one_process_and_torchrun_two_processes_agree(tmp_path, tmp_path_factory
     assert lsml["world_size"] == 2 and [t["name"] for t in lsml["source_tasks"]] == NAMES
     assert list(lsml["final_metrics"]) == NAMES
     assert lsml["steps"] == 8
+
+
+RAISE_TOGETHER_SCRIPT = """
+import json, os, sys
+from lsml_hub import distributed
+from lsml_hub.errors import ConfigError
+
+ctx = distributed.setup("cpu")
+error = ConfigError("only rank 1 sees this") if ctx.rank == 1 else None
+try:
+    distributed.raise_together(ctx, error)
+    outcome = "returned"
+except Exception as err:
+    outcome = f"{type(err).__name__}: {err}"
+distributed.barrier(ctx)  # every rank got here: nobody was left waiting
+with open(os.path.join(sys.argv[1], f"rank{ctx.rank}.txt"), "w") as f:
+    f.write(outcome)
+distributed.teardown(ctx)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_an_error_on_one_rank_stops_every_rank_at_the_same_point(tmp_path, tmp_path_factory):
+    script = tmp_path / "raise_together.py"
+    script.write_text(RAISE_TOGETHER_SCRIPT)
+    log = tmp_path / "torchrun.log"
+    finish(start([*torchrun_two_processes(), str(script), str(tmp_path)], subprocess_env(tmp_path_factory), log), log)
+    assert (tmp_path / "rank1.txt").read_text() == "ConfigError: only rank 1 sees this"
+    assert (tmp_path / "rank0.txt").read_text() == (
+        "TrainingError: rank 1 failed (ConfigError: only rank 1 sees this); its log says more")

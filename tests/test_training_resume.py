@@ -185,3 +185,10 @@ def test_an_output_dir_that_is_a_file_is_refused_before_training(tmp_path, capsy
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert f"output_dir {str(target)!r} is a file" in err
     assert target.read_text() == "not a folder"
+
+
+def test_an_output_dir_inside_a_file_is_refused_before_any_dataset_is_loaded(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr("lsml_hub.training.loop.load_task", lambda spec: pytest.fail("loaded a dataset"))
+    with pytest.raises(ConfigError, match=r"output_dir '.*afile/sub' is inside .*afile, which is a file"):
+        lsml_hub.meta_train(config(tmp_path / "afile" / "sub"))

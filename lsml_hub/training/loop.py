@@ -14,11 +14,11 @@ from timm.data import resolve_data_config
 from tqdm.auto import tqdm
 
 from lsml_hub import distributed
-from lsml_hub._io import atomic_write
+from lsml_hub._io import atomic_write, file_in_the_way
 from lsml_hub.algorithms import MetaAlgorithm, build_algorithm
 from lsml_hub.data import load_task
 from lsml_hub.distributed import DistContext
-from lsml_hub.errors import ConfigError, TrainingError
+from lsml_hub.errors import ConfigError, LsmlHubError, TrainingError
 from lsml_hub.hub.format import refuse_foreign_folder
 from lsml_hub.models import create_backbone, split_backbone_head
 from lsml_hub.run_layout import INIT_SUBDIR, RUN_CONFIG_FILE
@@ -195,9 +195,13 @@ class MetaTrainer:
         ).save(checkpoint_path(self.out)))
 
     def _check_output(self) -> Checkpoint | None:
-        """Refuse an unusable output_dir; return the checkpoint to resume from (checked against the config)."""
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"output_dir {str(self.out)!r} is a file; give a new folder, or a run folder to resume")
+        """Refuse an unusable output_dir; return the checkpoint to resume from (checked against the config).
+
+        Each check's outcome is shared, so that all ranks stop together even when only one sees a problem.
+        """
+        where = file_in_the_way(self.out)
+        distributed.raise_together(self.ctx, None if where is None else ConfigError(
+            f"output_dir {str(self.out)!r} {where}; give a new folder, or a run folder to resume"))
         path = checkpoint_path(self.out)
         seen = distributed.gather_objects(self.ctx, path.exists())
         if len(set(seen)) > 1:
@@ -205,6 +209,15 @@ class MetaTrainer:
             raise ConfigError(f"only ranks {ranks} see {path}: output_dir must be on storage every rank shares")
         if not seen[0]:
             return None
+        ckpt, problem = None, None
+        try:
+            ckpt = self._load_checkpoint(path)
+        except LsmlHubError as err:
+            problem = err
+        distributed.raise_together(self.ctx, problem)
+        return ckpt
+
+    def _load_checkpoint(self, path: Path) -> Checkpoint:
         ckpt = Checkpoint.load(path)
         check_identity(ckpt.identity, identity(self.cfg), path)
         if ckpt.step > self.cfg.steps:
