@@ -371,6 +371,7 @@ class FakeHubApi:
     """Stands in for HfApi: records dataset_info calls, answers with COMMIT or raises ``error``."""
 
     calls: list[tuple[str, str | None, str]] = []
+    loaded_at: list[str | None] = []  # revisions the (faked) load_hub was asked for
     error: Exception | None = None
 
     def __init__(self, *, library_name: str, library_version: str) -> None:
@@ -389,7 +390,14 @@ def online_hub(monkeypatch, splits):
     FakeHubApi.calls, FakeHubApi.error = [], None
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(sources, "HfApi", FakeHubApi)
-    monkeypatch.setattr(sources, "load_hub", lambda dataset_id, config, revision: splits)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    FakeHubApi.loaded_at = []
+
+    def load_hub(dataset_id, config, revision):
+        FakeHubApi.loaded_at.append(revision)
+        return splits
+
+    monkeypatch.setattr(sources, "load_hub", load_hub)
     return FakeHubApi
 
 
@@ -397,13 +405,17 @@ def test_a_hub_task_records_the_commit_its_revision_resolved_to(online_hub):
     task = load_task("owner/tiny@main?label_column=fine")
     assert task.revision == COMMIT and task.summary()["revision"] == COMMIT
     assert online_hub.calls == [("owner/tiny", "main", "lsml-hub")]
+    assert online_hub.loaded_at == [COMMIT]  # the data is read at the commit that is recorded
     assert task.spec.revision == "main"  # the spec (and so a resume's identity) keeps what the user wrote
 
 
 def test_a_pinned_commit_or_offline_mode_asks_the_hub_nothing(online_hub, monkeypatch):
     assert load_task(f"owner/tiny@{COMMIT}?label_column=fine").revision == COMMIT
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # HF_DATASETS_OFFLINE=1 alone
     assert load_task("owner/tiny@v1?label_column=fine").revision == "v1"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    assert load_task("owner/tiny@v2?label_column=fine").revision == "v2"
     assert online_hub.calls == []
 
 

@@ -44,15 +44,18 @@ def load_raw(spec: TaskSpec) -> RawSource:
         return RawSource(load_local(path))
     if is_local_path(spec.source):
         raise DataError(f"dataset path {spec.source!r} does not exist")
-    splits = load_hub(spec.source, config=spec.config, revision=spec.revision)
-    return RawSource(splits, hub_commit(spec.source, spec.revision))
+    # Resolved first and then read at that commit, so the recorded commit is the data's even if the
+    # branch moves meanwhile.
+    commit = hub_commit(spec.source, spec.revision)
+    return RawSource(load_hub(spec.source, config=spec.config, revision=commit), commit)
 
 
 def hub_commit(dataset_id: str, revision: str | None) -> str | None:
     """The commit ``revision`` (None: the default branch) of a Hub dataset resolves to.
 
-    Recorded with an init so its source tasks can be read again exactly. Offline, or when the Hub
-    does not answer, the requested revision is returned as it is (with a warning in the second case).
+    Recorded with an init so its source tasks can be read again exactly. Offline (``HF_HUB_OFFLINE``
+    or ``HF_DATASETS_OFFLINE``), or when the Hub does not answer, the requested revision is returned as
+    it is (with a warning in the second case).
 
     Example:
         >>> hub_commit("uoft-cs/cifar10", "0b2714987fa478483af9968de7c934580d0bb9a2")
@@ -60,7 +63,7 @@ def hub_commit(dataset_id: str, revision: str | None) -> str | None:
     """
     if revision is not None and COMMIT_PATTERN.fullmatch(revision):
         return revision
-    if constants.is_offline_mode():
+    if constants.is_offline_mode() or datasets.config.HF_HUB_OFFLINE:  # datasets also reads HF_DATASETS_OFFLINE
         return revision
     api = HfApi(library_name=LIBRARY_NAME, library_version=__version__)
     try:
