@@ -57,7 +57,8 @@ def test_rm_decoded_removes_only_decoded_splits_and_the_next_load_decodes_them_a
 
 def test_rm_all_also_removes_leftovers_of_killed_writes(cache, capsys):
     fill()
-    leftover = cache / "decoded" / ".32px-abc.safetensors.x1y2.tmp"
+    entry = next(e.path for e in scan_cache() if e.kind == "decoded")
+    leftover = entry.with_name(f".{entry.name}.x1y2_9.tmp")  # as atomic_write names its temporary file
     leftover.write_bytes(b"half a file")
     assert main(["cache", "rm", "all"]) == 0
     assert capsys.readouterr().out.startswith("removed 4 entries, ")
@@ -72,3 +73,28 @@ def test_an_unknown_kind_is_refused(cache, capsys):
     assert exit_.value.code == 2 and "invalid choice: 'models'" in capsys.readouterr().err
     with pytest.raises(DataError, match=r"unknown cache kind\(s\) 'models'; valid: builtin, decoded"):
         clear_cache(["models"])
+
+
+def test_files_lsml_hub_did_not_write_are_neither_listed_nor_removed(cache, capsys):
+    fill()
+    mine = [cache / "decoded" / "notes.txt", cache / "builtin" / "photos" / "cat.png"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("user data")
+    assert all(e.path not in (mine[0], mine[1].parent) for e in scan_cache())
+    assert main(["cache", "rm", "all"]) == 0
+    assert capsys.readouterr().out.startswith("removed 3 entries, ")
+    assert all(path.read_text() == "user data" for path in mine)
+
+
+def test_a_failed_removal_is_a_one_line_error(cache, capsys, monkeypatch):
+    fill()
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("pathlib.Path.unlink", refuse)
+    assert main(["cache", "rm", "decoded"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lsml-hub cache: error: cannot remove ") and "Permission denied" in err
+    assert len(err.strip().splitlines()) == 1

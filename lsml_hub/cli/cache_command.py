@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list or remove materialized builtins and decoded splits",
         description="List the entries of lsml-hub's cache folder ($LSML_HUB_CACHE): builtin sources "
                     "materialized as datasets and decoded splits. Both are rebuilt when needed, so removing "
-                    "them is always safe. Hub datasets and inits are in the Hugging Face caches (`hf cache`).",
+                    "them costs only the time to rebuild (but not while a run is writing them). Files lsml-hub "
+                    "did not write are left alone. Hub datasets and inits are in the Hugging Face caches "
+                    "(`hf cache`).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("ls", help="list entries with their size (the default)", description="List the entries.")

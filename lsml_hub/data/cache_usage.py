@@ -8,6 +8,7 @@ Hugging Face caches instead (``hf cache``).
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,10 +16,16 @@ from pathlib import Path
 
 from lsml_hub.data import decoded_cache
 from lsml_hub.data.builtin import cache as builtin_cache
-from lsml_hub.errors import DataError
+from lsml_hub.errors import DataError, first_line
 
 #: Kind of entry -> its sub-folder of the cache root.
 KINDS = {"builtin": builtin_cache.SUBDIR, "decoded": decoded_cache.SUBDIR}
+# The names lsml-hub gives entries (see builtin.cache.cached_dataset and decoded_cache.CacheKey); anything
+# else in those folders is not ours and is neither listed nor removed.
+_NAMES = {"builtin": re.compile(r"[a-z0-9_]+-[0-9a-f]{12}"),
+          "decoded": re.compile(r"[0-9]+px-[0-9a-f]{24}\.safetensors")}
+# What _io.atomic_write/atomic_dir leave when killed: ".<name>.<random>.tmp".
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp")
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,8 @@ class CacheEntry:
 def scan_cache(root: Path | None = None) -> list[CacheEntry]:
     """Every entry under ``root`` (default: ``cache_root()``), by kind then name.
 
-    Leftovers of writes that were killed half-way (hidden ``.NAME.*.tmp``) are entries too, so that
-    clearing removes them.
+    Only names lsml-hub gives its entries count; leftovers of writes that were killed half-way
+    (hidden ``.NAME.*.tmp``) are entries too, so that clearing removes them.
 
     Example:
         >>> [e.kind for e in scan_cache(Path("/nonexistent"))]
@@ -57,7 +64,8 @@ def scan_cache(root: Path | None = None) -> list[CacheEntry]:
     for kind, subdir in KINDS.items():
         folder = root / subdir
         if folder.is_dir():
-            entries += [_entry(kind, path) for path in sorted(folder.iterdir())]
+            found = (_entry(kind, path) for path in sorted(folder.iterdir()) if _is_ours(kind, path.name))
+            entries += [entry for entry in found if entry is not None]
     return entries
 
 
@@ -77,13 +85,25 @@ def clear_cache(kinds: Iterable[str], root: Path | None = None) -> list[CacheEnt
         raise DataError(f"unknown cache kind(s) {', '.join(map(repr, unknown))}; valid: {', '.join(KINDS)}")
     removed = [e for e in scan_cache(root) if e.kind in kinds]
     for entry in removed:
-        if entry.path.is_dir() and not entry.path.is_symlink():
-            shutil.rmtree(entry.path)
-        else:
-            entry.path.unlink()
+        try:
+            if entry.path.is_dir() and not entry.path.is_symlink():
+                shutil.rmtree(entry.path)
+            else:
+                entry.path.unlink(missing_ok=True)
+        except OSError as err:
+            raise DataError(f"cannot remove {entry.path}: {first_line(err)}") from None
     return removed
 
 
-def _entry(kind: str, path: Path) -> CacheEntry:
-    files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
-    return CacheEntry(kind, path, sum(p.stat().st_size for p in files), path.stat().st_mtime)
+def _is_ours(kind: str, name: str) -> bool:
+    leftover = _LEFTOVER.fullmatch(name)
+    return bool(_NAMES[kind].fullmatch(leftover["name"] if leftover else name))
+
+
+def _entry(kind: str, path: Path) -> CacheEntry | None:
+    # None when the entry vanished while being read (another process renamed or removed it).
+    try:
+        files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+        return CacheEntry(kind, path, sum(p.stat().st_size for p in files), path.stat().st_mtime)
+    except FileNotFoundError:
+        return None
