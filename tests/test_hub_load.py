@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -448,6 +450,23 @@ def test_a_small_init_loads_into_writable_tensors_of_its_own(hub_make_init):
             p.add_(1.0)
     assert (folder / "model.safetensors").read_bytes() == before
     assert torch.equal(model.stem[0].weight, saved_tensors(folder)["stem.0.weight"] + 1.0)
+
+
+def test_a_large_init_replaced_between_hashing_and_loading_is_refused(hub_make_init, monkeypatch):
+    monkeypatch.setattr(lsml_hub.hub.load, "_LARGE_WEIGHTS_BYTES", 0)
+    folder = hub_make_init("test_resnet")
+    weights = folder / "model.safetensors"
+    real_read = lsml_hub.hub.load.read_tensors
+
+    def read_after_a_swap(path):
+        swapped = path.with_name("swap.tmp")  # another writer renames a new file over the verified one
+        swapped.write_bytes(path.read_bytes())
+        os.replace(swapped, path)
+        return real_read(path)
+
+    monkeypatch.setattr(lsml_hub.hub.load, "read_tensors", read_after_a_swap)
+    with pytest.raises(IntegrityError, match=rf"^{re.escape(str(weights))} changed while it was being loaded"):
+        lsml_hub.create_model(folder, num_classes=3)
 
 
 @pytest.mark.parametrize("arch", ["test_resnet", "resnet20_cifar"])
