@@ -72,6 +72,12 @@ def runs(tmp_path_factory) -> Runs:
     return Runs(cli_out, recipe_out, cli_log, recipe_log)
 
 
+def test_the_progress_bar_is_closed_before_the_export_logs(runs):
+    for log in (runs.cli_log, runs.recipe_log):
+        saved = [line for line in log.splitlines() if "saved test_resnet init" in line]
+        assert len(saved) == 1 and saved[0].startswith("saved test_resnet init"), saved
+
+
 def test_both_entry_points_write_the_run_folder(runs):
     for out in (runs.cli, runs.recipe):
         assert (out / "config.yaml").is_file() and (out / "metrics.jsonl").is_file()

@@ -108,6 +108,7 @@ class MetaTrainer:
                 bar.update(1)
             if not final_eval:  # resumed at the very end: nothing left to train
                 final_eval = self._evaluate(None)
+            bar.close()  # before the export logs, so they start on a line of their own
             init_dir = self._export(final_eval)
         finally:
             bar.close()
