@@ -60,9 +60,12 @@ def test_rm_all_also_removes_leftovers_of_killed_writes(cache, capsys):
     entry = next(e.path for e in scan_cache() if e.kind == "decoded")
     leftover = entry.with_name(f".{entry.name}.x1y2_9.tmp")  # as atomic_write names its temporary file
     leftover.write_bytes(b"half a file")
+    builtin = next(e.path for e in scan_cache() if e.kind == "builtin")
+    moved_aside = builtin.with_name(f".{builtin.name}.old-4242")  # atomic_dir stopped before removing it
+    moved_aside.mkdir()
     assert main(["cache", "rm", "all"]) == 0
-    assert capsys.readouterr().out.startswith("removed 4 entries, ")
-    assert scan_cache() == [] and not leftover.exists()
+    assert capsys.readouterr().out.startswith("removed 5 entries, ")
+    assert scan_cache() == [] and not leftover.exists() and not moved_aside.exists()
     assert main(["cache"]) == 0
     assert capsys.readouterr().out.startswith("0 entries")
 

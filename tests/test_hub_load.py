@@ -452,6 +452,19 @@ def test_a_small_init_loads_into_writable_tensors_of_its_own(hub_make_init):
     assert torch.equal(model.stem[0].weight, saved_tensors(folder)["stem.0.weight"] + 1.0)
 
 
+def test_a_large_init_does_not_change_when_its_file_is_rewritten_in_place_afterwards(hub_make_init, monkeypatch):
+    monkeypatch.setattr(lsml_hub.hub.load, "_LARGE_WEIGHTS_BYTES", 0)
+    folder = hub_make_init("test_resnet")
+    model = lsml_hub.create_model(folder, num_classes=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as f:  # same inode, new bytes in the tensors' half of the file
+        f.seek(size // 2)
+        f.write(b"\x7f" * (size - size // 2))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_a_large_init_replaced_between_hashing_and_loading_is_refused(hub_make_init, monkeypatch):
     monkeypatch.setattr(lsml_hub.hub.load, "_LARGE_WEIGHTS_BYTES", 0)
     folder = hub_make_init("test_resnet")

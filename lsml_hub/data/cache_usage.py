@@ -24,8 +24,9 @@ KINDS = {"builtin": builtin_cache.SUBDIR, "decoded": decoded_cache.SUBDIR}
 # else in those folders is not ours and is neither listed nor removed.
 _NAMES = {"builtin": re.compile(r"[a-z0-9_]+-[0-9a-f]{12}"),
           "decoded": re.compile(r"[0-9]+px-[0-9a-f]{24}\.safetensors")}
-# What _io.atomic_write/atomic_dir leave when killed: ".<name>.<random>.tmp".
-_LEFTOVER = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp")
+# What _io.atomic_write/atomic_dir leave when killed: ".<name>.<random>.tmp", or ".<name>.old-<pid>" when
+# atomic_dir stops between moving the old folder aside and removing it.
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?:[a-z0-9_]+\.tmp|old-[0-9]+)")
 
 
 @dataclass(frozen=True)

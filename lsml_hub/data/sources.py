@@ -69,7 +69,7 @@ def hub_commit(dataset_id: str, revision: str | None) -> str | None:
     try:
         return api.dataset_info(dataset_id, revision=revision).sha or revision
     except HUB_REQUEST_ERRORS as err:
-        logger.warning("cannot resolve dataset %s@%s to a commit (%s); recording the revision as given",
+        logger.warning("cannot resolve dataset %s@%s to a commit (%s); using the revision as given",
                        dataset_id, revision or "main", first_line(err))
         return revision
 

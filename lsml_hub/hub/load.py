@@ -138,15 +138,17 @@ def _create_large(config: InitConfig, files: InitFiles, num_classes: int,
     # The file is hashed on a second thread while the model is built on the meta device: random
     # initialisation, which the file overwrites anyway, dominates building a large model (3x for
     # ResNet-18), while torch's meta-device mode costs more than it saves on small ones. The tensors
-    # then come memory-mapped (load_file: 7 ms for 45 MB, where reading the bytes takes 40 ms), so the
-    # file is opened twice; an unchanged inode, size and mtime across both says it is the verified one.
+    # then come through load_file's memory map (copying out of it is faster than reading the file into
+    # Python bytes and deserializing them), so the file is opened twice; an unchanged inode, size and
+    # mtime across both says it is the verified one.
     meta = not ({"dtype", "device"} & timm_kwargs.keys())  # those would have to be applied to a new head
     before = _file_identity(files.weights)
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(sha256_file, files.weights)
         model = _build(config, files, num_classes, timm_kwargs, meta=meta)
         check_sha256(files.weights, digest.result(), config, hint=_refetch_hint(files.ref))
-    tensors = read_tensors(files.weights)
+    # Cloned out of the memory map: the model must not change if the file is rewritten later.
+    tensors = {k: v.clone() for k, v in read_tensors(files.weights).items()}
     if _file_identity(files.weights) != before:
         raise IntegrityError(f"{files.weights} changed while it was being loaded; load the init again")
     load_backbone(model, tensors, files.weights)
