@@ -121,3 +121,22 @@ def test_an_error_on_one_rank_stops_every_rank_at_the_same_point(tmp_path, tmp_p
     assert (tmp_path / "rank1.txt").read_text() == "ConfigError: only rank 1 sees this"
     assert (tmp_path / "rank0.txt").read_text() == (
         "TrainingError: rank 1 failed (ConfigError: only rank 1 sees this); its log says more")
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_bad_task_on_one_rank_stops_both_ranks_with_one_line_each(tmp_path, tmp_path_factory):
+    # Task 1 (rank 1's) does not exist: rank 1 reports it, rank 0 stops at the same point and says why,
+    # instead of dying at its next collective with a lost connection.
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(small_config(tmp_path / "run", tasks=[TASKS[0], str(tmp_path / "no_such_dir")])))
+    log = tmp_path / "torchrun.log"
+    proc = start([*torchrun_two_processes(), "-m", "lsml_hub", "meta-train", str(cfg)],
+                 subprocess_env(tmp_path_factory), log)
+    assert proc.wait(timeout=300) != 0
+    out = log.read_text(errors="replace")
+    errors = sorted(line for line in out.splitlines() if line.startswith("lsml-hub meta-train: error:"))
+    missing = f"dataset path {str(tmp_path / 'no_such_dir')!r} does not exist"
+    assert errors == [f"lsml-hub meta-train: error: {missing}",
+                      f"lsml-hub meta-train: error: rank 1 failed (DataError: {missing}); its log says more"], out
+    assert "Connection closed" not in out and not (tmp_path / "run" / "metrics.jsonl").exists()

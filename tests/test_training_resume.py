@@ -192,3 +192,18 @@ def test_an_output_dir_inside_a_file_is_refused_before_any_dataset_is_loaded(tmp
     monkeypatch.setattr("lsml_hub.training.loop.load_task", lambda spec: pytest.fail("loaded a dataset"))
     with pytest.raises(ConfigError, match=r"output_dir '.*afile/sub' is inside .*afile, which is a file"):
         lsml_hub.meta_train(config(tmp_path / "afile" / "sub"))
+
+
+def test_a_damaged_metrics_log_on_resume_is_a_one_line_error(reference, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    metrics = out / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    before = file_state(metrics)
+    capsys.readouterr()
+    assert main(["meta-train", str(write_config(tmp_path / "same.yaml", config(out)))]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"cannot resume the metrics log {metrics}: {metrics}:2 is not JSON" in err
+    assert file_state(metrics) == before

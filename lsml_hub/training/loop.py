@@ -12,6 +12,7 @@ import torch
 import yaml
 from timm.data import resolve_data_config
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lsml_hub import distributed
 from lsml_hub._io import atomic_write, file_in_the_way
@@ -62,7 +63,7 @@ class MetaTrainer:
         resume_from = self._check_output()
         torch.manual_seed(config.seed)
         self.phi, self.mean_std = self._init_phi()
-        self.learners = [self._make_learner(i) for i in self.local]
+        self.learners = self._make_learners()
         self.step = 0
         # float64 sums are exact for a handful of float32 terms, so the result does not depend on how
         # tasks are spread over ranks (the order of the all-reduce).
@@ -79,6 +80,16 @@ class MetaTrainer:
         data_cfg = resolve_data_config({}, model=model)
         return distributed.broadcast_(self.ctx, phi), (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
 
+    def _make_learners(self) -> list[TaskLearner]:
+        # Ranks load different tasks: one rank's bad task must stop the others too, not leave them waiting.
+        learners, problem = [], None
+        try:
+            learners = [self._make_learner(i) for i in self.local]
+        except LsmlHubError as err:
+            problem = err
+        distributed.raise_together(self.ctx, problem)
+        return learners
+
     def _make_learner(self, index: int) -> TaskLearner:
         task = load_task(self.cfg.tasks[index])
         return TaskLearner.create(index, task, self.cfg.model, self.phi, self.cfg.inner, seed=self.cfg.seed,
@@ -87,27 +98,12 @@ class MetaTrainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> MetaTrainResult:
-        self._prepare_output()
-        metrics = MetricsWriter(self.out, resume_step=self.step, tensorboard=self.cfg.tensorboard) \
-            if self.ctx.is_main else None
+        metrics = distributed.run_on_main(self.ctx, self._open_run_folder)  # None except on rank 0
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"meta-train {self.algo.name}",
                    disable=not self.ctx.is_main, dynamic_ncols=True)
-        tick, tick_step = time.perf_counter(), self.step
         try:
-            final_eval: dict[str, EvalResult] = {}
-            while self.step < self.cfg.steps:
-                self.train_step()
-                if self._due(self.cfg.log_every):
-                    rate = (self.step - tick_step) / (time.perf_counter() - tick)
-                    self._log_train(metrics, bar, rate)
-                    tick, tick_step = time.perf_counter(), self.step
-                if self._due(self.cfg.eval_every):
-                    final_eval = self._evaluate(metrics)
-                if self._due(self.cfg.checkpoint_every):
-                    self._save_checkpoint()
-                bar.update(1)
-            if not final_eval:  # resumed at the very end: nothing left to train
-                final_eval = self._evaluate(None)
+            with logging_redirect_tqdm():  # log lines print above the bar, not onto its line
+                final_eval = self._train(metrics, bar)
             bar.close()  # before the export logs, so they start on a line of their own
             init_dir = self._export(final_eval)
         finally:
@@ -115,6 +111,23 @@ class MetaTrainer:
             if metrics is not None:
                 metrics.close()
         return MetaTrainResult(self.out, init_dir, self.step, final_eval)
+
+    def _train(self, metrics: MetricsWriter | None, bar: tqdm) -> dict[str, EvalResult]:
+        """Steps until ``steps``, logging, evaluating and checkpointing when due; returns the last evaluation."""
+        tick, tick_step = time.perf_counter(), self.step
+        final_eval: dict[str, EvalResult] = {}
+        while self.step < self.cfg.steps:
+            self.train_step()
+            if self._due(self.cfg.log_every):
+                rate = (self.step - tick_step) / (time.perf_counter() - tick)
+                self._log_train(metrics, bar, rate)
+                tick, tick_step = time.perf_counter(), self.step
+            if self._due(self.cfg.eval_every):
+                final_eval = self._evaluate(metrics)
+            if self._due(self.cfg.checkpoint_every):
+                self._save_checkpoint()
+            bar.update(1)
+        return final_eval or self._evaluate(None)  # empty when resumed at the very end: nothing left to train
 
     def train_step(self) -> None:
         """Advance by one inner step: every local task steps, then the meta-update and reset when due.
@@ -225,13 +238,11 @@ class MetaTrainer:
             raise TrainingError(f"{path} is at step {ckpt.step}, beyond steps={self.cfg.steps}; raise steps")
         return ckpt
 
-    def _prepare_output(self) -> None:
-        distributed.run_on_main(self.ctx, self._write_run_config)
-
-    def _write_run_config(self) -> None:
+    def _open_run_folder(self) -> MetricsWriter:
         refuse_foreign_folder(self.out / INIT_SUBDIR)  # fail now, not after the last step
         with atomic_write(self.out / RUN_CONFIG_FILE, "w") as f:  # a resume may have raised steps
             yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
+        return MetricsWriter(self.out, resume_step=self.step, tensorboard=self.cfg.tensorboard)
 
     def _resume(self, ckpt: Checkpoint) -> None:
         self.phi.copy_(ckpt.phi)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lsml_hub._io import atomic_write
+from lsml_hub.errors import TrainingError, first_line
 from lsml_hub.run_layout import METRICS_FILE, read_metrics
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,11 @@ class MetricsWriter:
 
     def __init__(self, output_dir: Path, *, resume_step: int = 0, tensorboard: bool = True) -> None:
         self.path = output_dir / METRICS_FILE
-        _truncate_after(self.path, resume_step)
+        try:
+            _truncate_after(self.path, resume_step)
+        except (ValueError, OSError) as err:
+            raise TrainingError(f"cannot resume the metrics log {self.path}: {first_line(err)}; move it away "
+                                "(the run then starts a new log) or use another output_dir") from None
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._tb = _tensorboard_writer(output_dir / "tensorboard") if tensorboard else None
 
