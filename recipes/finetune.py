@@ -6,7 +6,8 @@
 Overrides use dotted keys (``finetune.lr=3e-4``) and YAML values. This is the same code as
 ``lsml-hub finetune``: read the config, load the target, build the model from the init, run the
 loop, write ``result.json`` and the fine-tuned ``model.safetensors``. ``output_dir`` must be new,
-empty, or hold only those two files (checked before training). Copy it and change what you need;
+empty, or an earlier output of this recipe: those two files, result.json among them (checked before
+training). Copy it and change what you need;
 the library never imports recipes.
 """
 

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_finetune_options(p, seed=True)
     p.add_argument("--out", metavar="DIR",
                    help="write result.json and the fine-tuned model.safetensors here (a new or empty folder, "
-                        "or one holding only those two files, which are replaced)")
+                        "or an earlier finetune output: only those two files, result.json among them, replaced)")
     p.set_defaults(func=run_finetune)
 
     p = subparsers.add_parser(
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_finetune_options(p, seed=False)
     p.add_argument("--out", metavar="DIR",
                    help="write comparison.csv, comparison.json and curves.png here (a new or empty folder, or one "
-                        "holding only those files, which are replaced)")
+                        "holding only those files with comparison.json among them, which are replaced)")
     p.add_argument("--record", action="store_true",
                    help="write the results into each local init folder's config.json and model card")
     p.set_defaults(func=run_compare)

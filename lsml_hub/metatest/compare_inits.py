@@ -84,7 +84,8 @@ def compare(
             scratch, and pretrained when its weights are cached (otherwise it is skipped with an info
             log); naming ``"pretrained"`` makes uncached weights an error, raised before any run.
         out_dir: If given, write ``comparison.csv``, ``comparison.json`` and ``curves.png`` there; it
-            must be new, empty, or hold only those files (checked before any run).
+            must be new, empty, or an earlier compare output: only those files, ``comparison.json``
+            among them (checked before any run).
         record: Write each local init folder's results into its ``config.json`` (``"lsml"`` ->
             ``"meta_test"``) and model card; the weights and their sha256 are untouched.
         progress: Show progress bars.

@@ -1,7 +1,8 @@
 """Output folders of ``finetune`` and ``compare``: checked before any training, never written over others' files.
 
 A command may write into a new folder, an empty one, or one that holds only the files it writes
-itself (so running the same command again refreshes its own outputs). Anything else, such as an
+itself, its marker file among them (so running the same command again refreshes its own outputs,
+while a user's own ``model.safetensors`` alone is not mistaken for one). Anything else, such as an
 init folder or another run's results, is refused before the first step: the writes that come after
 training would otherwise replace files that belong to someone else.
 """

@@ -95,7 +95,8 @@ def write_csv(comparison: Comparison, path: str | os.PathLike) -> Path:
 def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str, str]:
     """Write ``comparison.csv``, ``comparison.json`` and ``curves.png`` into ``out_dir``.
 
-    ``out_dir`` may be new, empty, or hold only these three files (from an earlier run, replaced).
+    ``out_dir`` may be new, empty, or hold only these three files with ``comparison.json`` among them
+    (an earlier run's, replaced).
 
     Returns:
         The paths written, by kind (``"csv"``, ``"json"``, ``"plot"``); also stored in ``comparison.files``.
@@ -113,7 +114,7 @@ def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"csv": str(out_dir / CSV_FILE), "plot": str(out_dir / PLOT_FILE), "json": str(out_dir / JSON_FILE)}
     comparison.files.update(files)
-    # The JSON first: it marks the folder as compare's, so a run killed half-way can write there again.
+    # The JSON first: it marks the folder as compare's, so a run killed half-way can be rerun into it.
     atomic_write_json(out_dir / JSON_FILE, {**comparison.to_dict(), "files": comparison.files})
     write_csv(comparison, out_dir / CSV_FILE)
     plot_curves(comparison, out_dir / PLOT_FILE)

@@ -108,7 +108,8 @@ class FinetuneResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write ``result.json`` and the fine-tuned weights (``model.safetensors``, head included) to ``out_dir``.
 
-        ``out_dir`` may be new, empty, or hold only these two files (from an earlier run, replaced).
+        ``out_dir`` may be new, empty, or hold only these two files with ``result.json`` among them
+        (an earlier run's, replaced).
 
         Raises:
             ConfigError: ``out_dir`` is a file or holds other files (nothing is written).
@@ -125,7 +126,9 @@ class FinetuneResult:
         out_dir.mkdir(parents=True, exist_ok=True)
         # Cloned: safetensors refuses tensors that share storage.
         state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        atomic_write_json(out_dir / RESULT_FILE, self.to_dict())  # first: it marks the folder as finetune's
+        # result.json first: it marks the folder as finetune's, so a run killed before the weights are
+        # written can be rerun into it (until then the folder may pair it with an earlier run's weights).
+        atomic_write_json(out_dir / RESULT_FILE, self.to_dict())
         with atomic_write(out_dir / MODEL_FILE, "wb") as f:
             f.write(safetensors.torch.save(state, metadata={"format": "pt"}))
         return out_dir
