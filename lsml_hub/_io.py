@@ -5,11 +5,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+# What atomic_write/atomic_dir leave when killed: their temporary ".<name>.<random>.tmp" (mkstemp and
+# mkdtemp draw the random part from [a-z0-9_]), and atomic_dir's ".<name>.old-<pid>" when it stops between
+# moving the old folder aside and removing it.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp")
+_MOVED_ASIDE = re.compile(r"\.(?P<name>.+)\.old-[0-9]+")
+
+
+def temporary_of(name: str) -> str | None:
+    """The final name an interrupted atomic write of ``name``'s temporary file was for, else None.
+
+    Example:
+        >>> temporary_of(".result.json.k3x_9q2a.tmp"), temporary_of("result.json")
+        ('result.json', None)
+    """
+    match = _TEMPORARY.fullmatch(name)
+    return match["name"] if match else None
+
+
+def moved_aside_of(name: str) -> str | None:
+    """The folder name an interrupted :func:`atomic_dir` had moved aside as ``name``, else None."""
+    match = _MOVED_ASIDE.fullmatch(name)
+    return match["name"] if match else None
 
 
 def _umask() -> int:
@@ -78,7 +102,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                     os.fsync(f.fileno())
         old = None
         if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            old = path.parent / f".{path.name}.old-{os.getpid()}"  # see moved_aside_of
             os.replace(path, old)
         os.replace(tmp, path)
         _fsync_dir(path.parent)

@@ -8,25 +8,20 @@ Hugging Face caches instead (``hf cache``).
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsml_hub._io import moved_aside_of, temporary_of
 from lsml_hub.data import decoded_cache
 from lsml_hub.data.builtin import cache as builtin_cache
 from lsml_hub.errors import DataError, first_line
 
 #: Kind of entry -> its sub-folder of the cache root.
 KINDS = {"builtin": builtin_cache.SUBDIR, "decoded": decoded_cache.SUBDIR}
-# The names lsml-hub gives entries (see builtin.cache.cached_dataset and decoded_cache.CacheKey); anything
-# else in those folders is not ours and is neither listed nor removed.
-_NAMES = {"builtin": re.compile(r"[a-z0-9_]+-[0-9a-f]{12}"),
-          "decoded": re.compile(r"[0-9]+px-[0-9a-f]{24}\.safetensors")}
-# What _io.atomic_write/atomic_dir leave when killed: ".<name>.<random>.tmp", or ".<name>.old-<pid>" when
-# atomic_dir stops between moving the old folder aside and removing it.
-_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?:[a-z0-9_]+\.tmp|old-[0-9]+)")
+# Anything in those folders not named the way lsml-hub names entries is not ours: neither listed nor removed.
+_NAMES = {"builtin": builtin_cache.ENTRY_NAME, "decoded": decoded_cache.ENTRY_NAME}
 
 
 @dataclass(frozen=True)
@@ -97,8 +92,9 @@ def clear_cache(kinds: Iterable[str], root: Path | None = None) -> list[CacheEnt
 
 
 def _is_ours(kind: str, name: str) -> bool:
-    leftover = _LEFTOVER.fullmatch(name)
-    return bool(_NAMES[kind].fullmatch(leftover["name"] if leftover else name))
+    # An entry, or what a killed write of one left (its temporary, or an old folder moved aside).
+    target = temporary_of(name) or moved_aside_of(name) or name
+    return bool(_NAMES[kind].fullmatch(target))
 
 
 def _entry(kind: str, path: Path) -> CacheEntry | None:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,6 +42,8 @@ SUBDIR = "decoded"
 # entries then stop matching instead of feeding stale pixels to training.
 DECODE_VERSION = 1
 _SAFETENSORS_DTYPES = {torch.uint8: "U8", torch.int64: "I64"}
+#: The file names CacheKey.filename gives.
+ENTRY_NAME = re.compile(r"[0-9]+px-[0-9a-f]{24}\.safetensors")
 
 
 class CorruptEntryError(ValueError):

@@ -58,7 +58,7 @@ class Task:
     def tensors(self, split: str) -> ImageTensors:
         """``split`` ("train" or "eval") decoded and resized once into uint8 tensors.
 
-        Kept in memory, and on disk for later runs and other ranks (``lsml_hub.data.decoded_cache``).
+        Kept in memory, and on disk for later runs (``lsml_hub.data.decoded_cache``).
         """
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")

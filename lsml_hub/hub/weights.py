@@ -77,8 +77,7 @@ def model_state(model: nn.Module) -> ModelState:
         >>> sorted(state.tensors) == sorted(model.state_dict())  # doctest: +SKIP
         True
     """
-    plain = (type(model).state_dict is nn.Module.state_dict
-             and type(model).load_state_dict is nn.Module.load_state_dict)
+    plain = type(model).load_state_dict is nn.Module.load_state_dict  # the rest is checked per module, root too
     tensors: dict[str, torch.Tensor] = {}
     module_names: dict[int, str] = {}
     for prefix, module in model.named_modules(remove_duplicate=False):  # state_dict's order and sharing

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsml_hub._io import file_in_the_way
+from lsml_hub._io import file_in_the_way, temporary_of
 from lsml_hub.errors import ConfigError
 
 # Foreign files named in an error; the rest are counted.
@@ -67,8 +67,7 @@ class OutputFolder:
 
     def owns(self, name: str) -> bool:
         """Whether ``name`` is one of the command's files, or a temporary one that an interrupted write left."""
-        # _io.atomic_write writes ".<name>.<random>.tmp" next to <name>; a killed run can leave one.
-        return name in self.files or any(name.startswith(f".{f}.") and name.endswith(".tmp") for f in self.files)
+        return name in self.files or temporary_of(name) in self.files
 
 
 def _refuse_file_in_the_way(path: Path, folder: OutputFolder) -> None:

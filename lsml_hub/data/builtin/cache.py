@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "LSML_HUB_CACHE"
 SUBDIR = "builtin"
+#: The folder names cached_dataset gives: "<builtin name>-<12 hex digits of the parameters' hash>".
+ENTRY_NAME = re.compile(r"[a-z0-9_]+-[0-9a-f]{12}")
 
 
 def cache_root() -> Path:
