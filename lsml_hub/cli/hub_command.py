@@ -93,10 +93,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    from lsml_hub.hub import publish_run, verify_init
+    from lsml_hub.hub import publish_run
+    from lsml_hub.hub.config import read_config
 
     out = publish_run(args.run_dir, args.out_dir, repo_id=args.repo_id)
-    config = verify_init(out)
+    config = read_config(out)  # publish_run verified the files before they replaced anything
     print(f"published {config.architecture} init ({config.algorithm_name}) to {out}")
     print(f"next: lsml-hub push {out} {args.repo_id or 'OWNER/NAME'}")
     return 0

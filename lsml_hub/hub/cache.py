@@ -17,7 +17,7 @@ from huggingface_hub import constants
 
 from lsml_hub._hub_client import COMMIT_PATTERN
 from lsml_hub._io import atomic_write
-from lsml_hub.hub.config import INIT_FILES
+from lsml_hub.hub.config import INIT_FILES, WEIGHTS_FILE
 from lsml_hub.hub.format import sha256_file, verify_init
 
 
@@ -43,10 +43,10 @@ def add_to_hub_cache(
         >>> add_to_hub_cache("runs/demo/inits/cts", "me/demo", cache_dir="/tmp/hf")  # doctest: +SKIP
         PosixPath('/tmp/hf/models--me--demo/snapshots/...')
     """
-    verify_init(init_dir)
+    weights_sha = verify_init(init_dir).sha256  # just hashed and checked: no need to hash the weights again
     init_dir = Path(init_dir)
     storage = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
-    shas = {name: sha256_file(init_dir / name) for name in INIT_FILES}
+    shas = {name: weights_sha if name == WEIGHTS_FILE else sha256_file(init_dir / name) for name in INIT_FILES}
     commit = revision if COMMIT_PATTERN.fullmatch(revision) else _stand_in_commit(shas)
     snapshot = storage / "snapshots" / commit
     snapshot.mkdir(parents=True, exist_ok=True)

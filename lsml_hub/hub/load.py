@@ -217,5 +217,4 @@ def _source_fields(ref: InitRef, folder: Path) -> dict[str, str]:
 def _refetch_hint(ref: InitRef) -> str:
     if ref.kind != HF_HUB:
         return ""
-    rev = f" --revision {ref.revision}" if ref.revision else ""
-    return f"; fetch it again with `hf download {ref.location}{rev} --force-download`"
+    return f"; fetch it again with `{ref.download_command()} --force-download`"

@@ -60,6 +60,10 @@ class InitRef:
         rev = f"@{self.revision}" if self.revision else ""
         return f"{self.kind}:{self.location}{rev}"
 
+    def download_command(self) -> str:
+        """The ``hf download`` command that fetches this Hub init (for messages)."""
+        return f"hf download {self.location}" + (f" --revision {self.revision}" if self.revision else "")
+
 
 @dataclass(frozen=True)
 class InitFiles:
@@ -187,7 +191,7 @@ def _download(ref: InitRef, filename: str, revision: str | None, cache_dir: str 
 
 def _not_cached_message(ref: InitRef, filename: str, cache_dir: str | os.PathLike | None) -> str:
     cache = cache_dir or constants.HF_HUB_CACHE
-    fetch = f"hf download {ref.location}" + (f" --revision {ref.revision}" if ref.revision else "")
+    fetch = ref.download_command()
     if cache_dir:
         fetch += f" --cache-dir {cache_dir}"
     if constants.is_offline_mode():
