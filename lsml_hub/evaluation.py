@@ -1,7 +1,8 @@
-"""Loss and accuracy of a classifier on decoded eval tensors: shared by meta-training and fine-tuning."""
+"""One training step, and loss and accuracy on decoded eval tensors: shared by meta-training and fine-tuning."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lsml_hub.data import ImageTensors, eval_batches
+from lsml_hub.data import Batch, ImageTensors, eval_batches
 
 
 @dataclass
@@ -40,11 +41,23 @@ def evaluate_model(model: nn.Module, data: ImageTensors, *, mean: Sequence[float
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
-    for i, batch in enumerate(eval_batches(data, batch_size, mean=mean, std=std, device=device)):
-        if max_batches is not None and i >= max_batches:
-            break
+    # islice stops before the stream prepares a batch past the limit (None: no limit)
+    for batch in itertools.islice(eval_batches(data, batch_size, mean=mean, std=std, device=device), max_batches):
         logits = model(batch.images)
         loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum").double()
         correct += (logits.argmax(dim=1) == batch.labels).sum()
         seen += len(batch.labels)
     return EvalResult(loss=loss_sum.item() / seen, accuracy=correct.item() / seen, samples=seen)
+
+
+def train_step(model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """One optimizer step of cross-entropy on ``batch``; returns the (detached) batch loss, on the device.
+
+    Example:
+        >>> loss = train_step(model, next(stream), optimizer)  # doctest: +SKIP
+    """
+    loss = F.cross_entropy(model(batch.images), batch.labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()

@@ -10,15 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from lsml_hub._device import resolve_device as _resolve_device
-from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task, TaskSpec
+from lsml_hub._device import resolve_device
+from lsml_hub.data import Augment, BatchStream, ImageTensors, Task, TaskSpec
 from lsml_hub.errors import TrainingError
-from lsml_hub.evaluation import evaluate_model
-from lsml_hub.metatest.config import FinetuneConfig, check_device
+from lsml_hub.evaluation import evaluate_model, train_step
+from lsml_hub.metatest.config import FinetuneConfig
 from lsml_hub.metatest.model import InputConfig, resolve_model, set_train_mode, set_trainable
 from lsml_hub.metatest.optim import build_optimizer, build_scheduler
 from lsml_hub.metatest.result import FINETUNE_OUTPUT, MODEL_FILE, RESULT_FILE, EvalPoint, FinetuneResult
@@ -108,7 +107,7 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
                  progress: bool = True) -> FinetuneResult:
     """:func:`finetune` with a checked config and a :class:`Target` (shared across runs by ``compare``)."""
     target.check_train_samples(config.max_train_samples)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device)  # FinetuneConfig checked it
     torch.manual_seed(config.seed)  # the new head's (or a scratch model's) weights
     model = resolve_model(model_or_init, target.task.num_classes,
                           image_size=config.image_size or target.task.image_size)
@@ -126,13 +125,6 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
     )
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` (checked: see :func:`~lsml_hub.metatest.config.check_device`), or CUDA when available, else CPU.
-
-    Raises:
-        ConfigError: An unknown device, or one this machine does not have.
-    """
-    return _resolve_device(check_device(device))
 
 
 def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfig, config: FinetuneConfig,
@@ -151,7 +143,7 @@ def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfi
               leave=False) as bar:
         for step in bar:
             lr = optimizer.param_groups[0]["lr"]
-            loss_sum += _train_step(model, next(stream), optimizer)
+            loss_sum += train_step(model, next(stream), optimizer)
             scheduler.step()
             since += 1
             if step % config.eval_interval == 0 or step == config.steps:
@@ -162,14 +154,6 @@ def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfi
                 loss_sum.zero_()
                 since = 0
     return history
-
-
-def _train_step(model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    loss = F.cross_entropy(model(batch.images), batch.labels)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
 
 
 def _eval_point(model: nn.Module, task: Task, inputs: InputConfig, config: FinetuneConfig, device: torch.device,

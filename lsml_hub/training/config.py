@@ -93,8 +93,7 @@ class MetaTrainConfig:
                 raise ConfigError(f"'inner' must be a mapping, got {inner!r}")
             _check_keys(inner, InnerConfig, "inner.")
             values["inner"] = InnerConfig(**inner)
-        if "algorithm" in values and isinstance(values["algorithm"], str):
-            values["algorithm"] = {"name": values["algorithm"]}
+        _expand_algorithm_name(values)
         tasks = values.get("tasks") or []
         if isinstance(tasks, (str, Mapping)):  # one task written without a list
             tasks = [tasks]

@@ -12,6 +12,7 @@ from torch import nn
 from lsml_hub import distributed
 from lsml_hub.distributed import DistContext
 from lsml_hub.models import create_backbone, split_backbone_head
+from lsml_hub.training.flat import flatten_params_
 from lsml_hub.training.learner import TaskLearner
 
 
@@ -34,12 +35,11 @@ def build_init_model(arch: str, phi: torch.Tensor, buffers: dict[str, torch.Tens
     """A headless ``arch`` whose backbone parameters are φ and whose BN statistics are ``buffers``."""
     model = create_backbone(arch, num_classes=0)
     params = list(split_backbone_head(model).body.values())
-    sizes = [p.numel() for p in params]
-    if sum(sizes) != phi.numel():
-        raise RuntimeError(f"φ has {phi.numel()} values but {arch}'s backbone has {sum(sizes)}")
+    numel = sum(p.numel() for p in params)
+    if numel != phi.numel():
+        raise RuntimeError(f"φ has {phi.numel()} values but {arch}'s backbone has {numel}")
     with torch.no_grad():
-        for p, chunk in zip(params, torch.split(phi.detach().cpu(), sizes)):
-            p.copy_(chunk.view_as(p))
+        flatten_params_(params).copy_(phi)  # the same layout the learners' bodies have
         named = dict(model.named_buffers())
         for name, value in buffers.items():
             named[name].copy_(value)

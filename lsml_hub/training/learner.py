@@ -12,7 +12,7 @@ from torch import nn
 
 from lsml_hub._seed import derive_seed
 from lsml_hub.data import Augment, BatchStream, Task
-from lsml_hub.evaluation import EvalResult, evaluate_model
+from lsml_hub.evaluation import EvalResult, evaluate_model, train_step
 from lsml_hub.models import create_backbone, split_backbone_head
 from lsml_hub.training.config import InnerConfig
 from lsml_hub.training.flat import flatten_params_
@@ -72,14 +72,11 @@ class TaskLearner:
                    stream, inner, seed, query, mean_std=mean_std)
 
     def inner_step(self) -> torch.Tensor:
-        """One optimizer step on the next batch; returns the (detached) batch loss."""
-        self.model.train()
-        batch = next(self.stream)
-        loss = F.cross_entropy(self.model(batch.images), batch.labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
+        """One optimizer step on the next batch; returns the (detached) batch loss.
+
+        The model stays in train mode throughout: only :meth:`evaluate` leaves it, and it switches back.
+        """
+        return train_step(self.model, next(self.stream), self.optimizer)
 
     def query_grad(self) -> torch.Tensor:
         """Flat gradient of the body on a held-out batch at the current θ (FOMAML's meta-gradient)."""
@@ -122,7 +119,7 @@ class TaskLearner:
 
     def state_dict(self) -> dict[str, Any]:
         state = {
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "model": _to_cpu(self.model.state_dict()),
             "optimizer": _to_cpu(self.optimizer.state_dict()),
             "stream": self.stream.state_dict(),
             "resets": self.resets,

@@ -76,7 +76,7 @@ class MetaTrainer:
 
     def _init_phi(self) -> tuple[torch.Tensor, tuple]:
         model = create_backbone(self.cfg.model, num_classes=1).to(self.ctx.device)
-        phi = flatten_params_(list(split_backbone_head(model).body.values())).detach().clone()
+        phi = flatten_params_(list(split_backbone_head(model).body.values()))  # a fresh, detached buffer
         data_cfg = resolve_data_config({}, model=model)
         return distributed.broadcast_(self.ctx, phi), (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
 
