@@ -94,10 +94,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes folders private; give them the usual mode
+        mask = _umask()
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes folders private; give them the usual mode
         for child in tmp.rglob("*"):
             if child.is_file():
-                os.chmod(child, 0o666 & ~_umask())
+                os.chmod(child, 0o666 & ~mask)
                 with open(child, "rb") as f:
                     os.fsync(f.fileno())
         old = None

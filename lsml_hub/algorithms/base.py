@@ -8,6 +8,7 @@ that mean into the step Δ, moves φ by Δ and, when it shifts, moves every θ_t
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class MetaAlgorithm(ABC):
     reference: ClassVar[str]
     #: Whether tasks contribute a gradient on a held-out batch instead of their parameters.
     uses_query_grad: ClassVar[bool] = False
+    #: Whether in-flight trajectories move with φ (the continual trajectory shift).
+    shifts: ClassVar[bool] = True
 
     meta_lr: float = 0.01
     aggregate_period: int = 1
@@ -48,11 +51,6 @@ class MetaAlgorithm(ABC):
             raise ConfigError(f"algorithm.meta_lr must be a positive number, got {self.meta_lr!r}")
         if not isinstance(self.hard_reset, bool):
             raise ConfigError(f"algorithm.hard_reset must be true or false, got {self.hard_reset!r}")
-
-    @property
-    def shifts(self) -> bool:
-        """Whether in-flight trajectories move with φ (the continual trajectory shift)."""
-        return True
 
     def is_meta_step(self, step: int) -> bool:
         """A meta-update follows inner step ``step`` (counted from 1)."""
@@ -79,10 +77,4 @@ class MetaAlgorithm(ABC):
 
     def hyperparameters(self) -> dict:
         """Plain-data description for configs and init metadata."""
-        return {
-            "name": self.name,
-            "meta_lr": self.meta_lr,
-            "aggregate_period": self.aggregate_period,
-            "reset_period": self.reset_period,
-            "hard_reset": self.hard_reset,
-        }
+        return {"name": self.name, **dataclasses.asdict(self)}

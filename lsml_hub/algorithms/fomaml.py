@@ -27,9 +27,7 @@ class FOMAML(MetaAlgorithm):
             self.aggregate_period = self.reset_period
         super().__post_init__()
 
-    @property
-    def shifts(self) -> bool:
-        return False
+    shifts = False
 
     def accumulate_(self, total: torch.Tensor, theta: torch.Tensor, query_grad: torch.Tensor | None) -> None:
         if query_grad is None:
@@ -48,6 +46,4 @@ class ShiftedFOMAML(FOMAML):
     reference = "Shin et al., Large-Scale Meta-Learning with Continual Trajectory Shifting, ICML 2021"
     aggregate_period: int = 1
 
-    @property
-    def shifts(self) -> bool:
-        return True
+    shifts = True

@@ -65,10 +65,7 @@ class Reptile(ContinualTrajectoryShifting):
             )
         super().__post_init__()
 
-    @property
-    def shifts(self) -> bool:
-        # Every trajectory restarts from φ right after the update, so shifting it would be wasted work.
-        return False
+    shifts = False  # every trajectory restarts from φ right after the update: shifting it would be wasted work
 
 
 @dataclass
@@ -89,7 +86,4 @@ class MultiTask(ContinualTrajectoryShifting):
             )
         super().__post_init__()
 
-    @property
-    def shifts(self) -> bool:
-        # Every trajectory restarts from φ right after each update.
-        return False
+    shifts = False  # every trajectory restarts from φ right after each update

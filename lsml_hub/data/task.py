@@ -8,11 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
-import numpy as np
 
 from lsml_hub.data.builtin import BUILTINS
 from lsml_hub.data.builtin.arrays import stratified_split
-from lsml_hub.data.columns import IMAGE, LABEL, canonicalize, class_names_of, detect_column, select_classes
+from lsml_hub.data.columns import (
+    IMAGE,
+    LABEL,
+    canonicalize,
+    class_names_of,
+    detect_column,
+    label_array,
+    select_classes,
+)
 from lsml_hub.data.decoded_cache import load_or_decode
 from lsml_hub.data.sources import load_raw
 from lsml_hub.data.spec import TaskSpec
@@ -133,7 +140,7 @@ def _pick_splits(raw: datasets.DatasetDict, spec: TaskSpec) -> tuple[datasets.Da
 
 def _hold_out(train: datasets.Dataset, spec: TaskSpec) -> tuple[datasets.Dataset, datasets.Dataset]:
     logger.info("%s: no eval split; holding out %.0f%% of train", spec.source, 100 * HELD_OUT_FRACTION)
-    kept, held = stratified_split(np.asarray(train[LABEL]), HELD_OUT_FRACTION, spec.seed)
+    kept, held = stratified_split(label_array(train), HELD_OUT_FRACTION, spec.seed)
     return train.select(kept), train.select(held)
 
 

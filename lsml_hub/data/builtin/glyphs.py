@@ -62,12 +62,18 @@ def fonts_covering(chars: str) -> tuple[Path, ...]:
     return tuple(found)
 
 
+@functools.cache
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    # A few fonts at 11 sizes serve thousands of glyphs: load each once.
+    return ImageFont.truetype(str(path), size)
+
+
 def render_glyph(char: str, font_path: Path, rng: np.random.Generator) -> np.ndarray:
     """One 32x32 uint8 image of ``char`` with random size, rotation and offset drawn from ``rng``."""
     size = int(rng.integers(16, 27))
     angle = float(rng.uniform(-15.0, 15.0))
     dx, dy = (int(v) for v in rng.integers(-3, 4, size=2))
-    font = ImageFont.truetype(str(font_path), size)
+    font = _font(font_path, size)
     big = Image.new("L", (2 * CANVAS, 2 * CANVAS), 0)
     ImageDraw.Draw(big).text((CANVAS + dx, CANVAS + dy), char, fill=255, font=font, anchor="mm")
     big = big.rotate(angle, resample=Image.Resampling.BILINEAR)
