@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,10 @@ import torch
 from huggingface_hub import constants
 
 import lsml_hub
+
+# A test that forgets to isolate its caches must not write into the user's ~/.cache/lsml_hub: by default
+# every test (and every process it starts) gets a throw-away one. Tests that care set their own.
+os.environ.setdefault("LSML_HUB_CACHE", tempfile.mkdtemp(prefix="lsml_hub_test_cache_"))
 
 HUB_LSML = {
     "algorithm": {"name": "cts", "meta_lr": 0.05, "aggregate_period": 1, "reset_period": 200, "hard_reset": False},

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 import lsml_hub.data.task as task_module
 from lsml_hub.data import ImageTensors, decoded_cache, load_task, to_tensors
+from lsml_hub.errors import ConfigError
 
 LOGGER = "lsml_hub.data.decoded_cache"
 
@@ -199,13 +200,29 @@ def test_entry_with_other_content_under_the_key_is_not_used(saved, decodes, capl
     assert "labels differ" in caplog.text
 
 
-def test_unwritable_cache_warns_and_still_returns_the_data(saved, tmp_path, monkeypatch, caplog):
+def test_a_cache_path_that_is_a_file_is_refused_before_decoding(saved, tmp_path, monkeypatch, decodes):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("LSML_HUB_CACHE", str(blocker))
     task = load_task(saved)  # the dataset itself is already read; only the decoded cache is blocked
-    assert len(task.tensors("eval")) == 8
-    assert "could not write decoded cache entry" in caplog.text
+    with pytest.raises(ConfigError, match=r"a-file is a file; .*the cache is \$LSML_HUB_CACHE"):
+        task.tensors("eval")
+    assert decodes == [] and blocker.read_text() == "not a folder"
+
+
+def test_a_cache_folder_holding_other_files_is_refused_and_left_alone(saved, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    monkeypatch.setenv("LSML_HUB_CACHE", str(home))
+    with pytest.raises(ConfigError, match=r"holds files that lsml-hub's cache does not write: notes\.txt"):
+        load_task(saved).tensors("eval")
+    assert sorted(p.name for p in home.iterdir()) == ["notes.txt"]
+
+
+def test_a_new_cache_folder_is_tagged_as_a_cache(saved, cache_dir):
+    load_task(saved).tensors("eval")
+    assert (cache_dir.parent / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
 
 
 @pytest.mark.parametrize("value", ["0", "off"])

@@ -45,7 +45,7 @@ def test_info_on_a_folder_verifies_and_summarizes(hub_make_init, capsys):
     assert main(["info", str(folder)]) == 0
     out = capsys.readouterr().out
     sha = verify_init(folder).sha256
-    assert f"{sha} (verified)" in out
+    assert f"{sha} (verified: the weights match it and load strictly as" in out
     assert "resnet20_cifar" in out and "name=cts, meta_lr=0.05" in out and "latin_upper, cifar100" in out
 
 

@@ -146,7 +146,7 @@ def test_save_init_never_replaces_a_folder_that_is_not_an_init(tmp_path):
     precious = tmp_path / "results"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="exists and is not an init folder"):
+    with pytest.raises(ConfigError, match="holds files that save_init does not write: notes.txt"):
         lsml_hub.save_init(precious, timm.create_model("test_resnet"), lsml={})
     assert (precious / "notes.txt").read_text() == "keep me"
 

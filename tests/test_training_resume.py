@@ -183,14 +183,14 @@ def test_an_output_dir_that_is_a_file_is_refused_before_training(tmp_path, capsy
     assert main(["meta-train", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert f"output_dir {str(target)!r} is a file" in err
+    assert f"output folder {target} is a file" in err and "(output_dir: a new folder" in err
     assert target.read_text() == "not a folder"
 
 
 def test_an_output_dir_inside_a_file_is_refused_before_any_dataset_is_loaded(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("x")
     monkeypatch.setattr("lsml_hub.training.loop.load_task", lambda spec: pytest.fail("loaded a dataset"))
-    with pytest.raises(ConfigError, match=r"output_dir '.*afile/sub' is inside .*afile, which is a file"):
+    with pytest.raises(ConfigError, match=r"output folder .*afile/sub is inside .*afile, which is a file"):
         lsml_hub.meta_train(config(tmp_path / "afile" / "sub"))
 
 

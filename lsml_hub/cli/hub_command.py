@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "info", help="summarize an init (registry name, hf-hub:, local-dir: or folder)",
-        description="Summarize an init: its registry entry, if any, and its config.json; a local folder's "
-                    "weights are checked against their sha256.",
+        description="Summarize an init: its registry entry, if any, and its config.json; a local folder is "
+                    "checked as loading checks it (sha256 of the weights, every tensor's name and shape).",
     )
     p.add_argument("init", metavar="NAME|PATH",
                    help="a registry name (see `lsml-hub list`), hf-hub:owner/name[@rev], local-dir:PATH or a folder")
@@ -70,7 +70,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from lsml_hub.hub import load_init_config, verify_init
+    from lsml_hub.hub import create_model, load_init_config, verify_init
     from lsml_hub.hub.registry import get_init, is_registered
     from lsml_hub.hub.resolve import LOCAL_DIR, parse_init
 
@@ -79,7 +79,9 @@ def run_info(args: argparse.Namespace) -> int:
     ref = parse_init(args.init)
     try:
         if ref.kind == LOCAL_DIR:
-            config, checked = verify_init(ref.location), "verified"
+            config = verify_init(ref.location)
+            create_model(f"local-dir:{ref.location}")  # the strict key and shape check loading does
+            checked = f"verified: the weights match it and load strictly as {config.architecture}"
         else:
             config, checked = load_init_config(args.init), "recorded"
     except InitError as err:

@@ -31,13 +31,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lsml_hub._io import atomic_write
-from lsml_hub.data.builtin.cache import cache_root
+from lsml_hub.data.builtin.cache import DECODED_SUBDIR, writable_cache_root
 from lsml_hub.data.tensors import ImageTensors, label_tensor
 
 logger = logging.getLogger(__name__)
 
 ENV = "LSML_HUB_DECODED_CACHE"
-SUBDIR = "decoded"
+SUBDIR = DECODED_SUBDIR
 # Bump whenever to_tensors' output changes (transform, interpolation, colour handling, layout): old
 # entries then stop matching instead of feeding stale pixels to training.
 DECODE_VERSION = 1
@@ -85,8 +85,8 @@ def cache_key(ds: datasets.Dataset, image_size: int) -> CacheKey | None:
 
 
 def entry_path(key: CacheKey) -> Path:
-    """Where the entry of ``key`` lives under the cache root (``$LSML_HUB_CACHE``)."""
-    return cache_root() / SUBDIR / key.filename
+    """Where the entry of ``key`` lives under the cache root (``$LSML_HUB_CACHE``), checked to be writable."""
+    return writable_cache_root() / SUBDIR / key.filename
 
 
 def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[[], ImageTensors]) -> ImageTensors:

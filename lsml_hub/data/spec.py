@@ -87,8 +87,13 @@ class TaskSpec:
         if not isinstance(self.source, str) or not self.source:
             raise ConfigError(f"task source must be a non-empty string, got {self.source!r}")
         object.__setattr__(self, "classes", parse_class_subset(self.classes))
-        if self.image_size is not None and int(self.image_size) <= 0:
-            raise ConfigError(f"image_size must be positive, got {self.image_size!r}")
+        for key in ("image_size", "samples_per_class"):
+            value = getattr(self, key)
+            if value is not None and not (_is_int(value) and value > 0):
+                raise ConfigError(f"task spec key {key!r} must be a positive integer, got {value!r} "
+                                  f"(in the spec of {self.source})")
+        if not (_is_int(self.seed) and self.seed >= 0):
+            raise ConfigError(f"task spec key 'seed' must be an integer >= 0, got {self.seed!r}")
 
     @property
     def is_builtin(self) -> bool:
@@ -137,6 +142,10 @@ class TaskSpec:
             if f.name == "source" or value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _INT_KEYS = {"image_size", "samples_per_class", "seed"}

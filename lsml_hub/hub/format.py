@@ -29,6 +29,7 @@ from lsml_hub.hub.config import (
     build_config,
     read_config,
 )
+from lsml_hub.output_folder import OutputFolder
 from lsml_hub.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -113,8 +114,8 @@ def save_init(
     ``sha256`` and ``package_version``) and ``README.md`` (a model card).
 
     Args:
-        out_dir: Folder to write; an existing init folder there is replaced, any other non-empty
-            folder is refused.
+        out_dir: Folder to write: new, empty, or an lsml-hub init folder (replaced whole); any other
+            folder is refused before anything is written.
         model: A timm model with any head; the head is not saved.
         lsml: Algorithm, hyper-parameters, source tasks, steps, seed, metrics; unknown keys pass through.
         pretrained_cfg: Overrides of the model's timm ``pretrained_cfg`` (``input_size``, ``mean``,
@@ -138,7 +139,7 @@ def save_init(
     out_dir = Path(out_dir)
     if not isinstance(lsml, Mapping):
         raise ConfigError(f"lsml must be a dict, got {type(lsml).__name__}")
-    refuse_foreign_folder(out_dir)
+    INIT_FOLDER.check(out_dir, belongs=foreign_init)
     config = build_config(model, lsml=lsml, pretrained_cfg=pretrained_cfg)
     tensors = headless_state_dict(model, config.architecture, config.model_args)
     with atomic_dir(out_dir) as tmp:
@@ -195,13 +196,24 @@ def check_safetensors_header(path: Path) -> None:
         raise IntegrityError(f"{path} is not a valid safetensors file: {first_line(err)}") from None
 
 
-def refuse_foreign_folder(out_dir: Path) -> None:
-    """Raise :class:`ConfigError` unless ``out_dir`` is absent, empty, or holds only init files.
+#: An init folder. It appears whole (``atomic_dir``), so an lsml-hub init's ``config.json`` marks it.
+INIT_FOLDER = OutputFolder("save_init", INIT_FILES, marker=CONFIG_FILE)
 
-    ``atomic_dir`` replaces a folder whole, so this keeps a mistyped path from deleting other files.
+
+def foreign_init(folder: Path) -> str | None:
+    """Why ``folder``'s ``config.json`` is not an lsml-hub init's (so the folder is someone else's), or None.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "config.json").write_text('{"architecture": "bert"}')
+        >>> foreign_init(folder)
+        'holds a config.json that is not an lsml-hub init\'s (no lsml.sha256); choose a new or empty folder'
     """
-    if not out_dir.exists():
-        return
-    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= set(INIT_FILES):
-        return
-    raise ConfigError(f"{out_dir} exists and is not an init folder; choose a new or empty folder")
+    try:
+        config = read_config(folder)
+        recorded_sha256(config)
+    except InitError:
+        return (f"holds a {CONFIG_FILE} that is not an lsml-hub init's (no lsml.sha256); "
+                "choose a new or empty folder")
+    return None

@@ -15,7 +15,7 @@ import timm
 import torch
 from torch import nn
 
-from lsml_hub.errors import InitError, IntegrityError
+from lsml_hub.errors import ConfigError, InitError, IntegrityError
 from lsml_hub.hub.config import InitConfig, read_config
 from lsml_hub.hub.format import check_sha256, recorded_sha256, sha256_file
 from lsml_hub.hub.resolve import HF_HUB, InitFiles, InitRef, fetch_init, fetch_weights, parse_init
@@ -66,6 +66,7 @@ def create_model(
             ``cache_dir`` selects the Hugging Face cache.
 
     Raises:
+        ConfigError: ``num_classes`` is not an integer >= 0.
         InitError: The init cannot be found, fetched or does not fit its architecture.
         IntegrityError: ``model.safetensors`` does not match its recorded sha256.
 
@@ -75,6 +76,7 @@ def create_model(
         >>> model.num_classes  # doctest: +SKIP
         10
     """
+    check_num_classes(num_classes)
     cache_dir = timm_kwargs.pop("cache_dir", None)
     files = fetch_init(parse_init(init), cache_dir=cache_dir, weights=pretrained)
     config = _read_checked_config(files)
@@ -102,6 +104,7 @@ def create_model_as(
         >>> create_model_as("resnet20_cifar", "resnet20_cifar.cts_paper8", pretrained=False).num_classes
         0
     """
+    check_num_classes(num_classes)
     if not pretrained:
         return timm.create_model(architecture, pretrained=False, num_classes=num_classes, **timm_kwargs)
     cache_dir = timm_kwargs.pop("cache_dir", None)
@@ -112,6 +115,19 @@ def create_model_as(
         raise InitError(f"init {config.source} is for {config.architecture!r}, not {architecture!r}; "
                         f"use the {config.architecture} entry point or meta_init")
     return _create_pretrained(config, fetch_weights(files, cache_dir=cache_dir), num_classes, timm_kwargs)
+
+
+def check_num_classes(num_classes: Any) -> None:
+    """Raise :class:`ConfigError` unless ``num_classes`` is an integer >= 0 (0: headless).
+
+    Example:
+        >>> check_num_classes(2.5)
+        Traceback (most recent call last):
+        ...
+        lsml_hub.errors.ConfigError: num_classes must be an integer >= 0 (0: headless), got 2.5
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ConfigError(f"num_classes must be an integer >= 0 (0: headless), got {num_classes!r}")
 
 
 def _create_pretrained(config: InitConfig, files: InitFiles, num_classes: int,

@@ -19,13 +19,16 @@ from lsml_hub import run_layout
 from lsml_hub._io import atomic_dir, atomic_write_json
 from lsml_hub.errors import LsmlHubError
 from lsml_hub.hub.card import TrainingReport, build_model_card
-from lsml_hub.hub.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
-from lsml_hub.hub.format import refuse_foreign_folder, verify_init
-from lsml_hub.run_layout import CHECKPOINT_FILE, INIT_SUBDIR, METRICS_FILE, RUN_CONFIG_FILE
+from lsml_hub.hub.config import CARD_FILE, CONFIG_FILE, INIT_FILES, WEIGHTS_FILE, read_config
+from lsml_hub.hub.format import foreign_init, verify_init
+from lsml_hub.output_folder import OutputFolder
+from lsml_hub.run_layout import CHECKPOINT_FILE, INIT_SUBDIR, METRICS_FILE, PUBLISH_SUBDIR, RUN_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_SUBDIR = "publish"
+#: The folder publish writes: new, empty, or an earlier publish of the same init (same weights' sha256).
+PUBLISH_FOLDER = OutputFolder("publish", INIT_FILES, marker=CONFIG_FILE)
+
 CURVE_ROWS = 11  # eval steps shown in the card's curve table (first and last always included)
 
 
@@ -42,7 +45,8 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
 
     Args:
         run_dir: A run folder (``init/``, ``metrics.jsonl``, ``config.yaml``).
-        out_dir: Where to write; must not be the run folder or its ``init/``.
+        out_dir: Where to write: a new or empty folder, or an earlier publish of the same init (its card
+            is refreshed); never the run folder, its ``init/``, another init or a folder of other files.
         repo_id: Hub id the init will be pushed to, named in the card's usage snippets.
 
     Returns:
@@ -61,8 +65,8 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
     init_dir = run_dir / INIT_SUBDIR
     out = Path(out_dir) if out_dir is not None else run_dir / PUBLISH_SUBDIR
     check_run_dir(run_dir)
-    _check_out_dir(out, run_dir, init_dir)
     config = verify_init(init_dir)
+    _check_out_dir(out, run_dir, init_dir, config.sha256)
     report = read_training_report(run_dir)
     with atomic_dir(out) as tmp:
         shutil.copyfile(init_dir / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
@@ -164,9 +168,21 @@ def _final_metrics(evals: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return {task: metrics for task, (_, metrics) in final.items()}
 
 
-def _check_out_dir(out: Path, run_dir: Path, init_dir: Path) -> None:
+def _check_out_dir(out: Path, run_dir: Path, init_dir: Path, sha256: str) -> None:
     resolved = out.resolve()
     if resolved in (run_dir.resolve(), init_dir.resolve()) or init_dir.resolve() in resolved.parents:
         raise PublishError(f"output folder {out} would replace the run or its init; "
                            f"use {run_dir / PUBLISH_SUBDIR} or another folder")
-    refuse_foreign_folder(out)
+
+    def same_init(folder: Path) -> str | None:
+        # Publishing the same init again refreshes its card; another init's folder is never replaced.
+        problem = foreign_init(folder)
+        if problem is not None:
+            return problem
+        other = read_config(folder).sha256
+        if other != sha256:
+            return (f"holds another init (sha256 {other[:12]}..., this run's is {sha256[:12]}...); "
+                    "choose a new or empty folder")
+        return None
+
+    PUBLISH_FOLDER.check(out, belongs=same_init)

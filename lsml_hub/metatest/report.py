@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lsml_hub._io import atomic_write, atomic_write_json
 from lsml_hub.metatest.comparison import Comparison, ComparisonRow
-from lsml_hub.metatest.outputs import OutputFolder
+from lsml_hub.output_folder import OutputFolder
 
 logger = logging.getLogger(__name__)
 

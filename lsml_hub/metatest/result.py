@@ -12,7 +12,7 @@ from torch import nn
 
 from lsml_hub.metatest.config import FinetuneConfig
 from lsml_hub.metatest.model import InputConfig
-from lsml_hub.metatest.outputs import OutputFolder
+from lsml_hub.output_folder import OutputFolder
 
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.safetensors"

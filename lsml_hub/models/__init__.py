@@ -6,13 +6,14 @@ import difflib
 from typing import Any
 
 import timm
+import torch
 from torch import nn
 
-from lsml_hub.errors import ConfigError
+from lsml_hub.errors import ConfigError, first_line
 from lsml_hub.models import resnet_cifar  # noqa: F401  (registers resnet{20,32,44,56}_cifar)
 from lsml_hub.models.split import ParamSplit, split_backbone_head
 
-__all__ = ["ParamSplit", "create_backbone", "split_backbone_head"]
+__all__ = ["ParamSplit", "check_input_size", "create_backbone", "split_backbone_head"]
 
 
 def create_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -30,4 +31,38 @@ def create_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     known_tags = timm.list_pretrained(f"{arch}.*")
     if tag and name not in known_tags:
         raise ConfigError(f"unknown tag {tag!r} of {arch}; known: {', '.join(known_tags) or 'none'}")
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    if not kwargs:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    except (TypeError, ValueError, AssertionError, KeyError) as err:
+        # What timm's model classes raise for an argument they do not take or a value they refuse.
+        raise ConfigError(f"model {name!r} cannot be built with model_kwargs {kwargs}: "
+                          f"{type(err).__name__}: {first_line(err)}") from None
+
+
+def check_input_size(model: nn.Module, image_size: int, what: str) -> None:
+    """Raise :class:`ConfigError` unless ``model`` takes ``image_size`` x ``image_size`` images.
+
+    Tried with one forward pass of a blank image in eval mode (BatchNorm statistics do not move), so a
+    model that would fail at its first training step fails here, with what to change.
+
+    Example:
+        >>> check_input_size(timm.create_model("test_vit", num_classes=2), 32, "builtin:digits")
+    """
+    was_training = model.training
+    param = next(model.parameters())
+    chans = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3,))[0]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, chans, image_size, image_size, device=param.device, dtype=param.dtype))
+    except (AssertionError, RuntimeError, ValueError) as err:
+        arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture", type(model).__name__)
+        raise ConfigError(
+            f"model {arch!r} cannot take the {image_size}x{image_size} images of {what} ({first_line(err)}); "
+            f"transformers need model_kwargs: {{img_size: {image_size}}}, or give the task ?image_size=N "
+            "with a size the model takes"
+        ) from None
+    finally:
+        model.train(was_training)

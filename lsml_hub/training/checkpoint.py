@@ -70,11 +70,21 @@ def checkpoint_path(output_dir: Path) -> Path:
     return output_dir / CHECKPOINT_FILE
 
 
+def identity_differences(saved: dict[str, Any], current: dict[str, Any], saved_as: str = "checkpoint") -> list[str]:
+    """What differs between a saved run identity and the current config's, one ``key: a vs b`` each.
+
+    Example:
+        >>> identity_differences({"seed": 0, "model": "m"}, {"seed": 1, "model": "m"})
+        ['seed: checkpoint 0 vs config 1']
+    """
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: {saved_as} {saved.get(k)!r} vs config {current.get(k)!r}" for k in keys
+            if saved.get(k) != current.get(k)]
+
+
 def check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Refuse to resume a checkpoint made with a different config, naming what differs."""
-    keys = sorted(set(saved) | set(current))
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in keys
-             if saved.get(k) != current.get(k)]
+    diffs = identity_differences(saved, current)
     if diffs:
         raise ConfigError(
             f"{path} was made with a different config ({'; '.join(diffs)}); use another output_dir "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class MetaTrainConfig:
 
     tasks: list[TaskSpec]
     model: str = "resnet20_cifar"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
     algorithm: dict[str, Any] = field(default_factory=lambda: {"name": "cts"})
     inner: InnerConfig = field(default_factory=InnerConfig)
     steps: int = 200_000
@@ -82,6 +84,8 @@ class MetaTrainConfig:
         _require("tensorboard", self.tensorboard, isinstance(self.tensorboard, bool), "true or false")
         _require("algorithm", self.algorithm, isinstance(self.algorithm, Mapping), "a name or a mapping")
         build_algorithm(self.algorithm)  # validates name and keys now, not at step 1
+        check_model_kwargs(self.model_kwargs)
+        _refuse_duplicate_names(self.tasks)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> MetaTrainConfig:
@@ -120,6 +124,46 @@ def identity(config: MetaTrainConfig) -> dict[str, Any]:
     out = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
     out["algorithm"] = build_algorithm(config.algorithm).hyperparameters()
     return out
+
+
+# timm.create_model arguments the trainer sets itself (per task, or never for an init).
+RESERVED_MODEL_KWARGS = ("num_classes", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay",
+                         "checkpoint_path", "cache_dir", "device", "dtype", "features_only")
+
+
+def check_model_kwargs(model_kwargs: Any) -> None:
+    """Raise :class:`ConfigError` unless ``model_kwargs`` is a mapping of timm arguments an init can record.
+
+    They end up in the init's ``config.json`` (timm's ``model_args``), so they must be JSON values.
+
+    Example:
+        >>> check_model_kwargs({"img_size": 32})
+        >>> check_model_kwargs({"num_classes": 3})
+        Traceback (most recent call last):
+        ...
+        lsml_hub.errors.ConfigError: model_kwargs may not set num_classes (the trainer sets it); ...
+    """
+    _require("model_kwargs", model_kwargs, isinstance(model_kwargs, Mapping),
+             "a mapping of timm.create_model arguments, e.g. {img_size: 32}")
+    reserved = [k for k in model_kwargs if k in RESERVED_MODEL_KWARGS]
+    if reserved:
+        raise ConfigError(f"model_kwargs may not set {', '.join(map(str, reserved))} (the trainer sets it); "
+                          f"remove it and keep architecture arguments such as img_size or drop_path_rate")
+    try:
+        json.dumps(dict(model_kwargs), allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model_kwargs must hold JSON values (they go to the init's config.json): {err}") from None
+
+
+def _refuse_duplicate_names(tasks: Sequence[TaskSpec]) -> None:
+    # Metrics, checkpoints and the init's metadata are keyed by a task's display name.
+    seen: dict[str, str] = {}
+    for spec in tasks:
+        name = spec.display_name
+        if name in seen:
+            raise ConfigError(f"two tasks are both named {name!r} ({seen[name]!r} and {spec.source!r}); "
+                              "give one a distinct name with ?name=... in its spec")
+        seen[name] = spec.source
 
 
 def _is_int(value: Any) -> bool:

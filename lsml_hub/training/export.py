@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ def averaged_buffers(ctx: DistContext, learners: Sequence[TaskLearner], num_task
     """BatchNorm running statistics averaged over all tasks (all ranks), so timm loads the init strictly."""
     per_learner = [learner.body_buffers() for learner in learners]
     names = list(per_learner[0])
+    if not names:  # no BatchNorm (ConvNeXt, ViT...): nothing to average, but every rank still agrees
+        return {}
     # float64, as for φ, so the mean does not depend on how tasks are spread over ranks.
     total = sum(torch.cat([b[n].reshape(-1) for n in names]).double() for b in per_learner)
     distributed.all_reduce_sum_(ctx, total).div_(num_tasks)
@@ -31,9 +33,11 @@ def averaged_buffers(ctx: DistContext, learners: Sequence[TaskLearner], num_task
     return out
 
 
-def build_init_model(arch: str, phi: torch.Tensor, buffers: dict[str, torch.Tensor]) -> nn.Module:
-    """A headless ``arch`` whose backbone parameters are φ and whose BN statistics are ``buffers``."""
-    model = create_backbone(arch, num_classes=0)
+def build_init_model(arch: str, phi: torch.Tensor, buffers: dict[str, torch.Tensor],
+                     model_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """A headless ``arch`` (built with ``model_kwargs``, which the init records as timm's ``model_args``)
+    whose backbone parameters are φ and whose BN statistics are ``buffers``."""
+    model = create_backbone(arch, num_classes=0, **(model_kwargs or {}))
     params = list(split_backbone_head(model).body.values())
     numel = sum(p.numel() for p in params)
     if numel != phi.numel():

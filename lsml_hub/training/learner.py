@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +12,9 @@ from torch import nn
 
 from lsml_hub._seed import derive_seed
 from lsml_hub.data import Augment, BatchStream, Task
+from lsml_hub.errors import DataError
 from lsml_hub.evaluation import EvalResult, evaluate_model, train_step
-from lsml_hub.models import create_backbone, split_backbone_head
+from lsml_hub.models import check_input_size, create_backbone, split_backbone_head
 from lsml_hub.training.config import InnerConfig
 from lsml_hub.training.flat import flatten_params_
 
@@ -52,11 +53,21 @@ class TaskLearner:
 
     @classmethod
     def create(cls, index: int, task: Task, arch: str, phi: torch.Tensor, inner: InnerConfig, *, seed: int,
-               device: torch.device, mean_std: tuple, with_query: bool = False) -> TaskLearner:
-        """Build task ``index``'s model with its own head (seeded per task) and its body set to φ."""
+               device: torch.device, mean_std: tuple, with_query: bool = False,
+               model_kwargs: Mapping[str, Any] | None = None) -> TaskLearner:
+        """Build task ``index``'s model with its own head (seeded per task) and its body set to φ.
+
+        Raises:
+            DataError: The task has fewer training images than one batch.
+            ConfigError: The model cannot take the task's image size.
+        """
+        if len(task.train) < inner.batch_size:
+            raise DataError(f"task {task.name!r} has {len(task.train)} training images, fewer than "
+                            f"inner.batch_size={inner.batch_size}; use a batch size of at most {len(task.train)}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(task_seed(seed, index))
-            model = create_backbone(arch, num_classes=task.num_classes).to(device)
+            model = create_backbone(arch, num_classes=task.num_classes, **(model_kwargs or {})).to(device)
+        check_input_size(model, task.image_size, f"task {task.name!r}")
         body_params = list(split_backbone_head(model).body.values())
         body = flatten_params_(body_params)
         body.copy_(phi)

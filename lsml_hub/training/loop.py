@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import yaml
@@ -15,15 +18,22 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lsml_hub import distributed
-from lsml_hub._io import atomic_write, file_in_the_way
+from lsml_hub._io import atomic_write
 from lsml_hub.algorithms import MetaAlgorithm, build_algorithm
-from lsml_hub.data import load_task
+from lsml_hub.data import Task, load_task
 from lsml_hub.distributed import DistContext
 from lsml_hub.errors import ConfigError, LsmlHubError, TrainingError
-from lsml_hub.hub.format import refuse_foreign_folder
+from lsml_hub.hub.format import INIT_FOLDER, foreign_init
 from lsml_hub.models import create_backbone, split_backbone_head
-from lsml_hub.run_layout import INIT_SUBDIR, RUN_CONFIG_FILE
-from lsml_hub.training.checkpoint import Checkpoint, check_identity, checkpoint_path
+from lsml_hub.run_layout import (
+    CHECKPOINT_FILE,
+    INIT_SUBDIR,
+    RUN_CONFIG_FILE,
+    RUN_FOLDER,
+    read_run_marker,
+    write_run_marker,
+)
+from lsml_hub.training.checkpoint import Checkpoint, check_identity, checkpoint_path, identity_differences
 from lsml_hub.training.config import MetaTrainConfig, identity
 from lsml_hub.training.export import averaged_buffers, build_init_model, write_init
 from lsml_hub.training.flat import flatten_params_
@@ -31,6 +41,8 @@ from lsml_hub.training.learner import EvalResult, TaskLearner
 from lsml_hub.training.metrics import MetricsWriter
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,26 +87,31 @@ class MetaTrainer:
             self._resume(resume_from)
 
     def _init_phi(self) -> tuple[torch.Tensor, tuple]:
-        model = create_backbone(self.cfg.model, num_classes=1).to(self.ctx.device)
+        model = create_backbone(self.cfg.model, num_classes=1, **self.cfg.model_kwargs).to(self.ctx.device)
         phi = flatten_params_(list(split_backbone_head(model).body.values()))  # a fresh, detached buffer
         data_cfg = resolve_data_config({}, model=model)
         return distributed.broadcast_(self.ctx, phi), (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
 
     def _make_learners(self) -> list[TaskLearner]:
         # Ranks load different tasks: one rank's bad task must stop the others too, not leave them waiting.
-        learners, problem = [], None
+        tasks = self._together(lambda: {i: load_task(self.cfg.tasks[i]) for i in self.local})
+        # Before any split is decoded: the sizes come from the datasets' metadata.
+        self.input_size = self._resolve_input_size({i: (t.name, t.image_size) for i, t in tasks.items()})
+        return self._together(lambda: [self._make_learner(i, t) for i, t in tasks.items()])
+
+    def _together(self, make: Callable[[], T]) -> T:
+        result, problem = None, None
         try:
-            learners = [self._make_learner(i) for i in self.local]
+            result = make()
         except LsmlHubError as err:
             problem = err
         distributed.raise_together(self.ctx, problem)
-        return learners
+        return result
 
-    def _make_learner(self, index: int) -> TaskLearner:
-        task = load_task(self.cfg.tasks[index])
+    def _make_learner(self, index: int, task: Task) -> TaskLearner:
         return TaskLearner.create(index, task, self.cfg.model, self.phi, self.cfg.inner, seed=self.cfg.seed,
                                   device=self.ctx.device, mean_std=self.mean_std,
-                                  with_query=self.algo.uses_query_grad)
+                                  with_query=self.algo.uses_query_grad, model_kwargs=self.cfg.model_kwargs)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> MetaTrainResult:
@@ -209,13 +226,12 @@ class MetaTrainer:
         ).save(checkpoint_path(self.out)))
 
     def _check_output(self) -> Checkpoint | None:
-        """Refuse an unusable output_dir; return the checkpoint to resume from (checked against the config).
+        """Refuse an output_dir meta-train may not write; return the checkpoint to resume (checked against the config).
 
-        Each check's outcome is shared, so that all ranks stop together even when only one sees a problem.
+        Rank 0 checks the folder (the check writes a probe file there); every outcome is shared, so that all
+        ranks stop together even when only one sees a problem.
         """
-        where = file_in_the_way(self.out)
-        distributed.raise_together(self.ctx, None if where is None else ConfigError(
-            f"output_dir {str(self.out)!r} {where}; give a new folder, or a run folder to resume"))
+        distributed.run_on_main(self.ctx, self._check_run_folder)
         path = checkpoint_path(self.out)
         seen = distributed.gather_objects(self.ctx, path.exists())
         if len(set(seen)) > 1:
@@ -231,6 +247,25 @@ class MetaTrainer:
         distributed.raise_together(self.ctx, problem)
         return ckpt
 
+    def _check_run_folder(self) -> None:
+        try:
+            RUN_FOLDER.check(self.out, belongs=self._same_run)
+            INIT_FOLDER.check(self.out / INIT_SUBDIR, belongs=foreign_init)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (output_dir: a new folder, or a run folder to resume)") from None
+
+    def _same_run(self, folder: Path) -> str | None:
+        """Why the run ``folder`` holds cannot be continued with this config, or None when it can."""
+        if checkpoint_path(folder).exists():
+            return None  # the checkpoint's own identity is checked when it is loaded
+        if (folder / INIT_SUBDIR).exists():
+            return (f"holds a finished run ({INIT_SUBDIR}/ is written) without {CHECKPOINT_FILE} to resume from; "
+                    "publish it, or choose a new output_dir")
+        diffs = identity_differences(read_run_marker(folder), _as_json(identity(self.cfg)), saved_as="run")
+        if diffs:
+            return f"holds a run started with a different config ({'; '.join(diffs)}); choose a new output_dir"
+        return None  # killed before its first checkpoint: it starts over
+
     def _load_checkpoint(self, path: Path) -> Checkpoint:
         ckpt = Checkpoint.load(path)
         check_identity(ckpt.identity, identity(self.cfg), path)
@@ -239,7 +274,7 @@ class MetaTrainer:
         return ckpt
 
     def _open_run_folder(self) -> MetricsWriter:
-        refuse_foreign_folder(self.out / INIT_SUBDIR)  # fail now, not after the last step
+        write_run_marker(self.out, _as_json(identity(self.cfg)))  # first: the folder is a run from now on
         with atomic_write(self.out / RUN_CONFIG_FILE, "w") as f:  # a resume may have raised steps
             yaml.safe_dump(self.cfg.to_dict(), f, sort_keys=False)
         return MetricsWriter(self.out, resume_step=self.step, tensorboard=self.cfg.tensorboard)
@@ -268,17 +303,29 @@ class MetaTrainer:
                 "world_size": self.ctx.world_size,
                 "final_metrics": {k: {"loss": v.loss, "accuracy": v.accuracy} for k, v in final_eval.items()},
             }  # save_init adds the weights' sha256 and the package version
-            model = build_init_model(self.cfg.model, self.phi, buffers)
-            write_init(init_dir, model, metadata, self._input_size(summaries), *self.mean_std)
+            model = build_init_model(self.cfg.model, self.phi, buffers, self.cfg.model_kwargs)
+            write_init(init_dir, model, metadata, self.input_size, *self.mean_std)
 
         distributed.run_on_main(self.ctx, write)
         return init_dir
 
-    def _input_size(self, summaries: dict[int, dict]) -> int:
-        if self.cfg.input_size:
-            return self.cfg.input_size
-        sizes = collections.Counter(s["image_size"] for s in summaries.values())
-        return sizes.most_common(1)[0][0]
+    def _resolve_input_size(self, local: dict[int, tuple[str, int]]) -> int:
+        """The input size the init records: ``input_size`` when set (it must be a size some task trains at),
+        else the most common of the tasks' sizes. ``local``: (name, image size) of this rank's tasks."""
+        sizes = distributed.gather_dict(self.ctx, local)
+        counts = collections.Counter(size for _, size in sizes.values())
+        if self.cfg.input_size is None:
+            return counts.most_common(1)[0][0]
+        if self.cfg.input_size not in counts:
+            trained = ", ".join(f"{name} {size}px" for _, (name, size) in sorted(sizes.items()))
+            raise ConfigError(f"input_size={self.cfg.input_size} is a size no task is trained at ({trained}); "
+                              f"set it to one of {sorted(counts)} or to null (the most common size)")
+        return self.cfg.input_size
+
+
+def _as_json(values: dict) -> dict:
+    # As run.json holds it (tuples become lists), so the two compare equal.
+    return json.loads(json.dumps(values))
 
 
 def meta_train(config: MetaTrainConfig | dict | str | Path, overrides: tuple[str, ...] = ()) -> MetaTrainResult:

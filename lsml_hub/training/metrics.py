@@ -9,7 +9,7 @@ from typing import Any
 
 from lsml_hub._io import atomic_write
 from lsml_hub.errors import TrainingError, first_line
-from lsml_hub.run_layout import METRICS_FILE, read_metrics
+from lsml_hub.run_layout import METRICS_FILE, TENSORBOARD_SUBDIR, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class MetricsWriter:
             raise TrainingError(f"cannot resume the metrics log {self.path}: {first_line(err)}; move it away "
                                 "(the run then starts a new log) or use another output_dir") from None
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self._tb = _tensorboard_writer(output_dir / "tensorboard") if tensorboard else None
+        self._tb = _tensorboard_writer(output_dir / TENSORBOARD_SUBDIR) if tensorboard else None
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")

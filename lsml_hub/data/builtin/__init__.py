@@ -77,7 +77,11 @@ def load_builtin(name: str, *, samples_per_class: int | None = None, seed: int =
         raise DataError(f"samples_per_class applies to generated glyph sources, not builtin:{name}")
     if name == "fashion_mnist" and fashion_mnist.local_dir() is None:
         return _fashion_mnist_from_hub()
-    params, build = _builder(name, samples_per_class or DEFAULT_SAMPLES_PER_CLASS, seed)
+    if samples_per_class is not None and (isinstance(samples_per_class, bool) or not isinstance(samples_per_class, int)
+                                          or samples_per_class <= 0):
+        raise DataError(f"samples_per_class must be a positive integer, got {samples_per_class!r}")
+    default = DEFAULT_SAMPLES_PER_CLASS if samples_per_class is None else samples_per_class
+    params, build = _builder(name, default, seed)
     return cached_dataset(name, {"version": _GENERATOR_VERSION, **params}, build)
 
 

@@ -15,12 +15,23 @@ from typing import Any
 import datasets
 import datasets.utils
 
-from lsml_hub._io import atomic_dir
+from lsml_hub._io import atomic_dir, atomic_write
+from lsml_hub.errors import ConfigError
+from lsml_hub.output_folder import OutputFolder
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "LSML_HUB_CACHE"
 SUBDIR = "builtin"
+DECODED_SUBDIR = "decoded"  # lsml_hub.data.decoded_cache's entries
+# The Cache Directory Tagging Specification's tag: it marks the folder as lsml-hub's cache, and backup
+# tools skip what it tags.
+TAG_FILE = "CACHEDIR.TAG"
+_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+        "# This file is a cache directory tag created by lsml-hub (builtin datasets, decoded images).\n"
+        "# For information about cache directory tags see https://bford.info/cachedir/\n")
+CACHE_FOLDER = OutputFolder("lsml-hub's cache", (TAG_FILE, SUBDIR, DECODED_SUBDIR), marker=TAG_FILE)
+_CHECKED: set[Path] = set()
 #: The folder names cached_dataset gives: "<builtin name>-<12 hex digits of the parameters' hash>".
 ENTRY_NAME = re.compile(r"[a-z0-9_]+-[0-9a-f]{12}")
 
@@ -33,6 +44,25 @@ def cache_root() -> Path:
     return Path(xdg) / "lsml_hub"
 
 
+def writable_cache_root() -> Path:
+    """:func:`cache_root`, checked once per process to be new, empty or tagged as lsml-hub's, then tagged.
+
+    Raises:
+        ConfigError: The folder holds files lsml-hub does not write there, or cannot be written.
+    """
+    root = cache_root()
+    if root not in _CHECKED:
+        try:
+            CACHE_FOLDER.check(root, create=True)  # ranks of one run check it at once
+        except ConfigError as err:
+            raise ConfigError(f"{err} (the cache is ${CACHE_ENV}, else ~/.cache/lsml_hub)") from None
+        if not (root / TAG_FILE).exists():
+            with atomic_write(root / TAG_FILE, "w") as f:
+                f.write(_TAG)
+        _CHECKED.add(root)
+    return root
+
+
 def cached_dataset(
     name: str, params: dict[str, Any], build: Callable[[], datasets.DatasetDict]
 ) -> datasets.DatasetDict:
@@ -42,7 +72,7 @@ def cached_dataset(
     own copy. The folder appears whole or not at all (``atomic_dir``).
     """
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_root() / SUBDIR / f"{name}-{key}"
+    path = writable_cache_root() / SUBDIR / f"{name}-{key}"
     if not (path / "dataset_dict.json").exists():
         # The one line a first use prints: save_to_disk's own bars would add one per split.
         logger.info("materializing builtin:%s into %s (once; later uses read it from there)", name, path)
