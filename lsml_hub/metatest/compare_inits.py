@@ -113,24 +113,17 @@ def compare(
     if out_dir is not None:
         COMPARE_OUTPUT.check(out_dir)  # now, not after the last run
     entries = named_inits(inits)
+    # Every init's config.json now, not after the inits before it have run.
+    architectures = [init_architecture(entry.init) for entry in entries]
     if baselines.explicit and PRETRAINED in baselines.names:
-        require_cached_pretrained(init_architecture(entries[0].init))  # now, not after the inits ran
+        require_cached_pretrained(architectures[0])  # now, not after the inits ran
     shared = Target(target)
     shared.check_train_samples(config.max_train_samples)
     runs = _RunBar(len(seeds) * (len(entries) + len(baselines.names)), progress)
-    rows, reference = [], None
-    for entry in entries:
-        row, first = _run_row(entry, shared, config, seeds, runs)
-        rows.append(row)
-        if reference is None and baselines.names:
-            # The first init's model tells the baselines which architecture and inputs to use.
-            reference = _Reference.of(first)
-    skipped: dict[str, str] = {}
-    built = _build_baselines(baselines, reference, skipped)
-    runs.resize(len(seeds) * (len(entries) + len(built)))
-    for baseline in built:
-        rows.append(_run_row(_entry_of(baseline), shared, config, seeds, runs)[0])
-    runs.close()
+    try:
+        rows, skipped = _run_rows(entries, baselines, shared, config, seeds, runs)
+    finally:
+        runs.close()  # an error then prints on a line of its own, not after the bar
     comparison = Comparison(
         target={**shared.task.summary(), "train_samples": config.max_train_samples or len(shared.task.train)},
         seeds=seeds, config={k: v for k, v in config.to_dict().items() if k != "seed"}, rows=rows,
@@ -144,6 +137,24 @@ def compare(
         record_meta_test(comparison)
     logger.debug("%s", comparison.table())
     return comparison
+
+
+def _run_rows(entries: list[_Entry], baselines: _Baselines, shared: Target, config: FinetuneConfig,
+              seeds: list[int], runs: _RunBar) -> tuple[list[ComparisonRow], dict[str, str]]:
+    """Every init's row, then every baseline's (and why a default baseline was skipped)."""
+    rows, reference = [], None
+    for entry in entries:
+        row, first = _run_row(entry, shared, config, seeds, runs)
+        rows.append(row)
+        if reference is None and baselines.names:
+            # The first init's model tells the baselines which architecture and inputs to use.
+            reference = _Reference.of(first)
+    skipped: dict[str, str] = {}
+    built = _build_baselines(baselines, reference, skipped)
+    runs.resize(len(seeds) * (len(entries) + len(built)))
+    for baseline in built:
+        rows.append(_run_row(_entry_of(baseline), shared, config, seeds, runs)[0])
+    return rows, skipped
 
 
 def _check_arguments(finetune_kwargs: dict[str, Any], seeds: Iterable[int],
