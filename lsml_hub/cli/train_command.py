@@ -8,13 +8,17 @@ import logging
 logger = logging.getLogger(__name__)
 
 _EPILOG = """\
-config keys: recipes/configs/tiny.yaml shows every key (model, tasks, algorithm, inner, steps,
-output_dir, ...) in a run of seconds; recipes/configs/paper_*.yaml hold the paper's settings.
+config keys: recipes/configs/tiny.yaml shows every key (model, model_kwargs, tasks, algorithm, inner,
+steps, output_dir, ...) in a run of seconds; recipes/configs/paper_*.yaml hold the paper's settings.
+
+output_dir must be new, empty, or a run of the same config (it is resumed); anything else is refused
+before any data is loaded.
 
 examples:
   lsml-hub meta-train recipes/configs/tiny.yaml
   lsml-hub meta-train recipes/configs/tiny.yaml steps=100 output_dir=runs/tiny_reptile \\
       algorithm=reptile algorithm.reset_period=5
+  lsml-hub meta-train recipes/configs/tiny.yaml model=vit_tiny_patch16_224 'model_kwargs={img_size: 32}'
   torchrun --nproc-per-node=2 -m lsml_hub meta-train recipes/configs/tiny.yaml
 """
 

@@ -115,6 +115,10 @@ def compare(
     entries = named_inits(inits)
     # Every init's config.json now, not after the inits before it have run.
     architectures = [init_architecture(entry.init) for entry in entries]
+    if record:
+        from lsml_hub.metatest.record import check_recordable
+
+        check_recordable([entry.source for entry in entries])  # now, not after the runs
     if baselines.explicit and PRETRAINED in baselines.names:
         require_cached_pretrained(architectures[0])  # now, not after the inits ran
     shared = Target(target)

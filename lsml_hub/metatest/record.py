@@ -43,6 +43,19 @@ def local_init_folder(source: str) -> Path | None:
     return path if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file() else None
 
 
+def check_recordable(sources: list[str]) -> None:
+    """Before any run: raise :class:`ConfigError` unless every local init among ``sources`` can be recorded in.
+
+    The folders must be lsml-hub inits (the folder rule's marker) and writable.
+    """
+    from lsml_hub.hub.format import INIT_FOLDER, foreign_init
+
+    for source in sources:
+        folder = None if source.startswith(SCRATCH_PREFIX) else local_init_folder(source)
+        if folder is not None:
+            INIT_FOLDER.check(folder, belongs=foreign_init)
+
+
 def record_meta_test(comparison: Comparison) -> list[Path]:
     """Write each local init row's results into its folder; other rows are skipped with an info log.
 
