@@ -33,6 +33,17 @@ RUN_FOLDER = OutputFolder(
 )
 
 
+def init_of_run_hint(folder: Path) -> str:
+    """``"; ... its init is RUN/init"`` when ``folder`` is a meta-train run folder with an init, else ``""``.
+
+    For errors about a folder given where an init was expected: a run folder is the likeliest mix-up.
+    """
+    folder = Path(folder)
+    if (folder / RUN_MARKER).is_file() and (folder / INIT_SUBDIR).is_dir():
+        return f"; {folder} is a meta-train run folder: its init is {folder / INIT_SUBDIR}"
+    return ""
+
+
 def write_run_marker(run_dir: Path, identity: dict[str, Any]) -> None:
     """Write ``run.json``: the folder is a meta-train run started with the config whose identity is given."""
     atomic_write_json(Path(run_dir) / RUN_MARKER, {"lsml_hub_version": __version__, "identity": identity})

@@ -219,6 +219,9 @@ CASES: dict[str, Case] = {
                                   an_init(edit=_edit_json("num_classes", 10))),
     "finetune_init_missing_weights": Case(FT, "has no model.safetensors",
                                           an_init(edit=lambda f: (f / "model.safetensors").unlink())),
+    "finetune_init_is_a_run_folder": Case(("finetune", "--init", "{ws}/run", "--data", "builtin:digits"),
+                                          "is a meta-train run folder: its init is", finished_run()),
+    "info_on_a_run_folder": Case(("info", "{ws}/run"), "is a meta-train run folder: its init is", finished_run()),
     "finetune_hub_init_offline": Case(("finetune", "--init", "hf-hub:nobody/nothing", "--data", "builtin:digits"),
                                       "nobody/nothing"),
     # -- fine-tuning and compare --------------------------------------------------------------------------

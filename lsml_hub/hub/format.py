@@ -30,6 +30,7 @@ from lsml_hub.hub.config import (
     read_config,
 )
 from lsml_hub.output_folder import OutputFolder
+from lsml_hub.run_layout import init_of_run_hint
 from lsml_hub.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def verify_init(folder: str | os.PathLike) -> InitConfig:
         raise InitError(f"{folder} {problem}; an init folder holds {', '.join(INIT_FILES)}")
     missing = [name for name in INIT_FILES if not (folder / name).is_file()]
     if missing:
-        raise InitError(f"{folder} is not a complete init: missing {', '.join(missing)}")
+        raise InitError(f"{folder} is not a complete init: missing {', '.join(missing)}{init_of_run_hint(folder)}")
     config = read_config(folder)
     recorded_sha256(config)
     weights = folder / WEIGHTS_FILE

@@ -27,6 +27,7 @@ from lsml_hub._hub_client import COMMIT_PATTERN, LIBRARY_NAME
 from lsml_hub.errors import InitError, first_line
 from lsml_hub.hub.config import CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.registry import get_init, is_registered
+from lsml_hub.run_layout import init_of_run_hint
 from lsml_hub.version import __version__
 
 HF_HUB = "hf-hub"
@@ -164,7 +165,7 @@ def _local_files(ref: InitRef, weights: bool) -> InitFiles:
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         raise InitError(f"init folder {folder} has no {' or '.join(missing)}; an init holds "
-                        f"{CONFIG_FILE}, {WEIGHTS_FILE} and README.md")
+                        f"{CONFIG_FILE}, {WEIGHTS_FILE} and README.md{init_of_run_hint(folder)}")
     return InitFiles(ref, folder, folder / WEIGHTS_FILE if weights else None)
 
 
