@@ -41,6 +41,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "timm": timm.__version__,
         "lsml_hub": lsml_hub.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 

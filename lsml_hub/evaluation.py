@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsml_hub.compute import ComputeConfig
 from lsml_hub.data import Batch, ImageTensors, eval_batches
+
+FP32 = ComputeConfig()
 
 
 @dataclass
@@ -24,8 +27,12 @@ class EvalResult:
 
 @torch.inference_mode()
 def evaluate_model(model: nn.Module, data: ImageTensors, *, mean: Sequence[float], std: Sequence[float],
-                   device: torch.device, batch_size: int = 256, max_batches: int | None = None) -> EvalResult:
+                   device: torch.device, batch_size: int = 256, max_batches: int | None = None,
+                   compute: ComputeConfig = FP32) -> EvalResult:
     """Evaluate ``model`` in eval mode on ``data`` (its first ``max_batches`` batches when given).
+
+    The forward runs in ``compute``'s precision and layout, as training does (uncompiled: the last
+    batch is smaller, and evaluation is rare).
 
     Sums stay on the device until the end (one host sync); the caller restores train mode.
 
@@ -42,22 +49,40 @@ def evaluate_model(model: nn.Module, data: ImageTensors, *, mean: Sequence[float
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
     # islice stops before the stream prepares a batch past the limit (None: no limit)
-    for batch in itertools.islice(eval_batches(data, batch_size, mean=mean, std=std, device=device), max_batches):
-        logits = model(batch.images)
-        loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum").double()
+    batches = eval_batches(data, batch_size, mean=mean, std=std, device=device, channels_last=compute.channels_last)
+    for batch in itertools.islice(batches, max_batches):
+        with compute.autocast(device):
+            logits = model(batch.images)
+        loss_sum += F.cross_entropy(logits.float(), batch.labels, reduction="sum").double()
         correct += (logits.argmax(dim=1) == batch.labels).sum()
         seen += len(batch.labels)
     return EvalResult(loss=loss_sum.item() / seen, accuracy=correct.item() / seen, samples=seen)
 
 
-def train_step(model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+def train_step(forward: Callable[[torch.Tensor], torch.Tensor], batch: Batch, optimizer: torch.optim.Optimizer, *,
+               compute: ComputeConfig = FP32, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """One optimizer step of cross-entropy on ``batch``; returns the (detached) batch loss, on the device.
+
+    Args:
+        forward: The model, or its compiled form (:meth:`ComputeConfig.prepare`).
+        batch: Images and labels on the model's device.
+        optimizer: Steps the model's parameters (fp32 whatever the precision).
+        compute: Precision of the forward (autocast); the loss is computed in fp32.
+        scaler: fp16's gradient scaler; None otherwise. With a fused optimizer (what fp16 learners use) its
+            overflow check stays on the device: nothing in this step waits for the host.
 
     Example:
         >>> loss = train_step(model, next(stream), optimizer)  # doctest: +SKIP
     """
-    loss = F.cross_entropy(model(batch.images), batch.labels)
+    with compute.autocast(batch.images.device):
+        logits = forward(batch.images)
+    loss = F.cross_entropy(logits.float(), batch.labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach()

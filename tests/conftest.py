@@ -19,6 +19,16 @@ import lsml_hub
 # every test (and every process it starts) gets a throw-away one. Tests that care set their own.
 os.environ.setdefault("LSML_HUB_CACHE", tempfile.mkdtemp(prefix="lsml_hub_test_cache_"))
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests, saying why, where CUDA is missing (CI's machines have no GPU)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: no GPU on this machine (benchmarks/gpu_check.sh runs these on one)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 HUB_LSML = {
     "algorithm": {"name": "cts", "meta_lr": 0.05, "aggregate_period": 1, "reset_period": 200, "hard_reset": False},
     "inner_optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4},

@@ -162,14 +162,15 @@ def test_non_finite_loss_stops_naming_task_and_step_and_keeps_the_last_checkpoin
 def test_the_held_out_batch_gives_a_gradient_but_leaves_the_batchnorm_statistics_alone():
     from lsml_hub.data import load_task
     from lsml_hub.training.config import InnerConfig
-    from lsml_hub.training.learner import TaskLearner
+    from lsml_hub.training.learner import LearnerSetup, TaskLearner
 
     task = load_task("builtin:printed_digits")
     torch.manual_seed(0)
     phi = torch.cat([p.detach().reshape(-1) for p in
                      split_backbone_head(create_backbone("test_resnet", num_classes=1)).body.values()])
-    learner = TaskLearner.create(0, task, "test_resnet", phi, InnerConfig(batch_size=8), seed=0,
-                                 device=torch.device("cpu"), mean_std=((0.5,), (0.5,)), with_query=True)
+    setup = LearnerSetup("test_resnet", InnerConfig(batch_size=8), seed=0, device=torch.device("cpu"),
+                         mean_std=((0.5,), (0.5,)), with_query=True)
+    learner = TaskLearner.create(0, task, phi, setup)
     learner.inner_step()  # running statistics move during training...
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     grad = learner.query_grad()

@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_finetune_options(p: argparse.ArgumentParser, *, seed: bool) -> None:
+    from lsml_hub.compute import COMPILE_MODES, PRECISIONS
     from lsml_hub.metatest.config import MODES, SCHEDULES, FinetuneConfig
 
     d = FinetuneConfig()
@@ -69,6 +70,11 @@ def _add_finetune_options(p: argparse.ArgumentParser, *, seed: bool) -> None:
     g.add_argument("--eval-every", type=int, metavar="STEPS", help="default: steps // 10")
     g.add_argument("--image-size", type=int, metavar="PX", help="resize the target to PX (default: the init's)")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto: cuda when available)")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help=f"autocast precision of the forward; fp16 needs CUDA (default: {d.precision})")
+    g.add_argument("--channels-last", action="store_true", help="NHWC weights and batches (faster convs on GPUs)")
+    g.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                   help=f"torch.compile the training forward; MODE: {', '.join(COMPILE_MODES)} (default: off)")
     if seed:
         g.add_argument("--seed", type=int, default=d.seed, help=f"default: {d.seed}")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -76,7 +82,7 @@ def _add_finetune_options(p: argparse.ArgumentParser, *, seed: bool) -> None:
 
 def _finetune_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("steps", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "max_train_samples", "mode",
-            "eval_every", "image_size", "device", "seed")
+            "eval_every", "image_size", "device", "seed", "precision", "channels_last", "compile")
     return {k: getattr(args, k) for k in keys if hasattr(args, k)}
 
 

@@ -26,17 +26,37 @@ class Batch:
 
 
 class Normalizer:
-    """uint8 → float, then ``(x / 255 - mean) / std`` per channel, on the device (as timm's prefetcher)."""
+    """uint8 → float, then ``(x / 255 - mean) / std`` per channel, on the device (as timm's prefetcher).
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"):
+    With ``channels_last`` the batch comes out in NHWC layout, as channels-last models want it.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu",
+                 channels_last: bool = False):
         std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.scale = 1.0 / (255.0 * std_t)
         self.shift = -torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) / std_t
         self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True)
+        images = to_device(images, self.device).contiguous(memory_format=self.memory_format)
         return torch.addcmul(self.shift, images.float(), self.scale)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device`` without a host synchronisation: host tensors go through pinned memory to CUDA.
+
+    Example:
+        >>> to_device(torch.ones(2), torch.device("cpu")).device
+        device(type='cpu')
+    """
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        # A non-blocking copy from pageable memory would wait for the GPU; from pinned memory it does not.
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 @dataclass(frozen=True)
@@ -53,12 +73,15 @@ class Augment:
 
 
 def _crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, padding: int) -> torch.Tensor:
-    b, _, h, w = images.shape
+    # Pure indexing, on whichever device the images are: the same pixels on the CPU and on a GPU.
+    b, c, h, w = images.shape
+    dev = images.device
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    rows = (offsets[:, 0, None] + torch.arange(h))[:, None, :, None]
-    cols = offsets[:, 1, None] + torch.arange(w)
+    rows = (offsets[:, 0, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = offsets[:, 1, None] + torch.arange(w, device=dev)
     cols = torch.where(flips[:, None], cols.flip(-1), cols)[:, None, None, :]
-    return padded[torch.arange(b)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None], rows, cols]
+    return padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                  rows, cols]
 
 
 class BatchStream:
@@ -70,7 +93,10 @@ class BatchStream:
         seed: Seed of order and augmentation.
         augment: Training augmentation, or None for plain shuffled batches.
         mean, std: Normalization (the init's ``pretrained_cfg`` values).
-        device: Where batches are put.
+        device: Where batches are put. ``data`` may already be there (a split held on the GPU: the
+            batch is gathered, cropped and flipped there) or on the host (the batch's uint8 pixels
+            go over through pinned memory, then are cropped and flipped on the device).
+        channels_last: Batches in NHWC layout.
 
     Example:
         >>> from lsml_hub.data import load_task
@@ -90,13 +116,14 @@ class BatchStream:
         mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
         std: Sequence[float] = IMAGENET_DEFAULT_STD,
         device: torch.device | str = "cpu",
+        channels_last: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(data) == 0:
             raise ValueError("cannot stream an empty split")
         self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
-        self.normalize = Normalizer(mean, std, device)
+        self.normalize = Normalizer(mean, std, device, channels_last)
         self.position = 0
         self._epoch = -1
         self._order = self._offsets = self._flips = torch.empty(0)
@@ -105,12 +132,14 @@ class BatchStream:
         return self
 
     def _draw_epoch(self, epoch: int) -> None:
+        # Drawn on the CPU (the same numbers on every machine), then kept where the data is, once per epoch.
         gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-        n = len(self.data)
-        self._order = torch.randperm(n, generator=gen)
+        n, where = len(self.data), self.data.labels.device
+        self._order = to_device(torch.randperm(n, generator=gen), where)
         if self.augment is not None:
-            self._offsets = torch.randint(0, 2 * self.augment.padding + 1, (n, 2), generator=gen)
-            self._flips = (torch.rand(n, generator=gen) < 0.5) & self.augment.hflip
+            offsets = torch.randint(0, 2 * self.augment.padding + 1, (n, 2), generator=gen)
+            self._offsets = to_device(offsets, where)
+            self._flips = to_device((torch.rand(n, generator=gen) < 0.5) & self.augment.hflip, where)
         self._epoch = epoch
 
     def _take(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -130,10 +159,11 @@ class BatchStream:
 
     def __next__(self) -> Batch:
         idx, offsets, flips = self._take()
-        images = self.data.images[idx]
+        device = self.normalize.device
+        images = to_device(self.data.images[idx], device)  # uint8: a quarter of the bytes of float
         if self.augment is not None:
-            images = _crop_and_flip(images, offsets, flips, self.augment.padding)
-        labels = self.data.labels[idx].to(self.normalize.device, non_blocking=True)
+            images = _crop_and_flip(images, to_device(offsets, device), to_device(flips, device), self.augment.padding)
+        labels = to_device(self.data.labels[idx], device)
         return Batch(images=self.normalize(images), labels=labels)
 
     def state_dict(self) -> dict[str, int]:
@@ -150,9 +180,10 @@ def eval_batches(
     mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
     std: Sequence[float] = IMAGENET_DEFAULT_STD,
     device: torch.device | str = "cpu",
+    channels_last: bool = False,
 ) -> Iterator[Batch]:
     """One pass over ``data`` in order, without augmentation."""
-    normalize = Normalizer(mean, std, device)
+    normalize = Normalizer(mean, std, device, channels_last)
     for start in range(0, len(data), batch_size):
-        labels = data.labels[start:start + batch_size].to(normalize.device)
+        labels = to_device(data.labels[start:start + batch_size], normalize.device)
         yield Batch(images=normalize(data.images[start:start + batch_size]), labels=labels)

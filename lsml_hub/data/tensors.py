@@ -33,6 +33,24 @@ class ImageTensors:
     def image_size(self) -> int:
         return self.images.shape[-1]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the images and labels take (what moving the split to a device costs)."""
+        return self.images.nbytes + self.labels.nbytes
+
+    def to(self, device: torch.device | str) -> ImageTensors:
+        """The split on ``device`` (itself when already there).
+
+        Example:
+            >>> data = ImageTensors(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
+            >>> data.to("cpu") is data
+            True
+        """
+        device = torch.device(device)
+        if self.images.device == device:
+            return self
+        return ImageTensors(images=self.images.to(device), labels=self.labels.to(device))
+
 
 def to_tensors(ds: datasets.Dataset, image_size: int, desc: str = "decoding") -> ImageTensors:
     """Decode every image of ``ds`` (converted to RGB, so grey becomes 3 channels) and resize it.

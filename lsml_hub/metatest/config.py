@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lsml_hub.compute import ComputeConfig
 from lsml_hub.errors import ConfigError
 
 SCHEDULES = ("step", "cosine", "constant")
@@ -52,6 +53,10 @@ class FinetuneConfig:
             ``None`` or ``"auto"`` picks CUDA when available.
         image_size: Side length the target is resized to; ``None`` uses the model's
             ``pretrained_cfg["input_size"]`` (the size the init was trained at).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only): autocast of the forward; the
+            weights stay fp32 (see :class:`~lsml_hub.compute.ComputeConfig`).
+        channels_last: NHWC weights and batches.
+        compile: ``torch.compile`` the training forward: False, True or a torch.compile mode.
 
     Example:
         >>> FinetuneConfig(steps=300, max_train_samples=100).eval_interval
@@ -70,6 +75,9 @@ class FinetuneConfig:
     seed: int = 0
     device: str | None = None
     image_size: int | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool | str = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -88,6 +96,12 @@ class FinetuneConfig:
         object.__setattr__(self, "optimizer", check_optimizer(self.optimizer))
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("mode", self.mode, MODES)
+        self.compute  # noqa: B018 - validates precision, channels_last and compile now
+
+    @property
+    def compute(self) -> ComputeConfig:
+        """Precision, layout and compilation of the training steps."""
+        return ComputeConfig(self.precision, self.channels_last, self.compile)
 
     @property
     def eval_interval(self) -> int:

@@ -7,6 +7,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lsml_hub._device import resolve_device
+from lsml_hub.compute import ComputeConfig
 from lsml_hub.data import Augment, BatchStream, ImageTensors, Task, TaskSpec
 from lsml_hub.errors import TrainingError
 from lsml_hub.evaluation import evaluate_model, train_step
@@ -45,6 +47,9 @@ def finetune(
     seed: int = 0,
     device: str | None = None,
     image_size: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool | str = False,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FinetuneResult:
@@ -65,7 +70,7 @@ def finetune(
             ``local-dir:``, ``hf-hub:``, a registry name), or ``"scratch:ARCH"`` for random weights.
         target: A loaded :class:`~lsml_hub.data.Task` or a spec for :func:`~lsml_hub.data.load_task`.
         steps, batch_size, optimizer, lr, weight_decay, schedule, max_train_samples, mode, eval_every,
-            seed, device, image_size: See :class:`FinetuneConfig`.
+            seed, device, image_size, precision, channels_last, compile: See :class:`FinetuneConfig`.
         out_dir: If given, write ``result.json`` and the fine-tuned ``model.safetensors`` there
             (see :meth:`FinetuneResult.save`); the folder is checked before training starts.
         progress: Show a progress bar.
@@ -91,7 +96,8 @@ def finetune(
     config = FinetuneConfig(
         steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         schedule=schedule, max_train_samples=max_train_samples, mode=mode, eval_every=eval_every,
-        seed=seed, device=device, image_size=image_size,
+        seed=seed, device=device, image_size=image_size, precision=precision, channels_last=channels_last,
+        compile=compile,
     )
     if out_dir is not None:
         FINETUNE_OUTPUT.check(out_dir)  # now, not after the last step
@@ -108,6 +114,7 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
     """:func:`finetune` with a checked config and a :class:`Target` (shared across runs by ``compare``)."""
     target.check_train_samples(config.max_train_samples)
     device = resolve_device(config.device)  # FinetuneConfig checked it
+    compute = config.compute.check_device(device)  # fp16 off CUDA fails here, before the model is built
     torch.manual_seed(config.seed)  # the new head's (or a scratch model's) weights
     model = resolve_model(model_or_init, target.task.num_classes,
                           image_size=config.image_size or target.task.image_size)
@@ -117,7 +124,7 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
     set_trainable(model, config.mode)
     model.to(device)
     start = time.perf_counter()
-    history = _train(model, task, train, inputs, config, device, progress)
+    history = _train(model, task, train, inputs, config, _Device(device, compute), progress)
     return FinetuneResult(
         model=model, history=history, config=config, target={**task.summary(), "train_samples": len(train)},
         inputs=inputs, train_samples=len(train), seconds=time.perf_counter() - start,
@@ -127,13 +134,24 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
 
 
 
+@dataclass(frozen=True)
+class _Device:
+    """Where and how the steps run: the device and the checked precision, layout and compilation."""
+
+    device: torch.device
+    compute: ComputeConfig
+
+
 def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfig, config: FinetuneConfig,
-           device: torch.device, progress: bool) -> list[EvalPoint]:
+           on: _Device, progress: bool) -> list[EvalPoint]:
+    device, compute = on.device, on.compute
+    forward = compute.prepare(model)
+    scaler = compute.grad_scaler(device)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config)
     stream = BatchStream(
         train, config.batch_size, seed=config.seed, augment=Augment.for_size(inputs.image_size, task.hflip),
-        mean=inputs.mean, std=inputs.std, device=device,
+        mean=inputs.mean, std=inputs.std, device=device, channels_last=compute.channels_last,
     )
     history: list[EvalPoint] = []
     # Summed on the device and read at eval points only, so a GPU step never waits for the host.
@@ -143,12 +161,11 @@ def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfi
               leave=False) as bar:
         for step in bar:
             lr = optimizer.param_groups[0]["lr"]
-            loss_sum += train_step(model, next(stream), optimizer)
+            loss_sum += train_step(forward, next(stream), optimizer, compute=compute, scaler=scaler)
             scheduler.step()
             since += 1
             if step % config.eval_interval == 0 or step == config.steps:
-                point = _eval_point(model, task, inputs, config, device, step,
-                                    _finite_mean(loss_sum, since, step), lr)
+                point = _eval_point(model, task, inputs, config, on, step, _finite_mean(loss_sum, since, step), lr)
                 history.append(point)
                 bar.set_postfix(loss=f"{point.train_loss:.3f}", acc=f"{point.eval_accuracy:.3f}")
                 loss_sum.zero_()
@@ -156,10 +173,10 @@ def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfi
     return history
 
 
-def _eval_point(model: nn.Module, task: Task, inputs: InputConfig, config: FinetuneConfig, device: torch.device,
+def _eval_point(model: nn.Module, task: Task, inputs: InputConfig, config: FinetuneConfig, on: _Device,
                 step: int, train_loss: float, lr: float) -> EvalPoint:
-    result = evaluate_model(model, task.tensors("eval"), mean=inputs.mean, std=inputs.std, device=device,
-                            batch_size=_eval_batch_size(config))
+    result = evaluate_model(model, task.tensors("eval"), mean=inputs.mean, std=inputs.std, device=on.device,
+                            batch_size=_eval_batch_size(config), compute=on.compute)
     eval_loss, accuracy = result.loss, result.accuracy
     set_train_mode(model, config.mode)
     logger.debug("step %d: train loss %.4f, eval loss %.4f, accuracy %.4f", step, train_loss, eval_loss, accuracy)

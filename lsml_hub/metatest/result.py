@@ -119,13 +119,15 @@ class FinetuneResult:
             PosixPath('runs/finetune_digits')
         """
         import safetensors.torch
+        import torch
 
         from lsml_hub._io import atomic_write, atomic_write_json
 
         out_dir = FINETUNE_OUTPUT.check(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        # Cloned: safetensors refuses tensors that share storage.
-        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        # Copied, contiguous: safetensors refuses tensors that share storage or are channels-last.
+        state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+                 for k, v in self.model.state_dict().items()}
         # result.json first: it marks the folder as finetune's, so a run killed before the weights are
         # written can be rerun into it (until then the folder may pair it with an earlier run's weights).
         atomic_write_json(out_dir / RESULT_FILE, self.to_dict())

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from lsml_hub.algorithms import build_algorithm
+from lsml_hub.compute import ComputeConfig
 from lsml_hub.data import TaskSpec
 from lsml_hub.errors import ConfigError, first_line
 
@@ -68,6 +69,10 @@ class MetaTrainConfig:
     log_every: int = 500
     device: str = "auto"
     tensorboard: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool | str = False
+    device_data_gb: float = 8.0
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -86,6 +91,14 @@ class MetaTrainConfig:
         build_algorithm(self.algorithm)  # validates name and keys now, not at step 1
         check_model_kwargs(self.model_kwargs)
         _refuse_duplicate_names(self.tasks)
+        self.compute  # noqa: B018 - validates precision, channels_last and compile now
+        _require("device_data_gb", self.device_data_gb, _is_number(self.device_data_gb) and self.device_data_gb >= 0,
+                 "a number of GB >= 0 (0 keeps every split on the host)")
+
+    @property
+    def compute(self) -> ComputeConfig:
+        """Precision, layout and compilation of the inner steps."""
+        return ComputeConfig(self.precision, self.channels_last, self.compile)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> MetaTrainConfig:
@@ -111,8 +124,10 @@ class MetaTrainConfig:
 
 
 # Keys that may change between a checkpoint and its resumption without changing the result.
+# precision and channels_last are not among them: a resumed run must compute as the checkpointed one did
+# (channels_last also orders φ's values in the checkpoint).
 RESUMABLE_KEYS = ("steps", "output_dir", "eval_every", "eval_batches", "checkpoint_every", "log_every",
-                  "device", "tensorboard")
+                  "device", "tensorboard", "compile", "device_data_gb")
 
 
 def identity(config: MetaTrainConfig) -> dict[str, Any]:

@@ -34,16 +34,17 @@ def averaged_buffers(ctx: DistContext, learners: Sequence[TaskLearner], num_task
 
 
 def build_init_model(arch: str, phi: torch.Tensor, buffers: dict[str, torch.Tensor],
-                     model_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+                     model_kwargs: Mapping[str, Any] | None = None, *, channels_last: bool = False) -> nn.Module:
     """A headless ``arch`` (built with ``model_kwargs``, which the init records as timm's ``model_args``)
-    whose backbone parameters are φ and whose BN statistics are ``buffers``."""
+    whose backbone parameters are φ (laid out NHWC when ``channels_last``, as the learners' bodies were)
+    and whose BN statistics are ``buffers``."""
     model = create_backbone(arch, num_classes=0, **(model_kwargs or {}))
     params = list(split_backbone_head(model).body.values())
     numel = sum(p.numel() for p in params)
     if numel != phi.numel():
         raise RuntimeError(f"φ has {phi.numel()} values but {arch}'s backbone has {numel}")
     with torch.no_grad():
-        flatten_params_(params).copy_(phi)  # the same layout the learners' bodies have
+        flatten_params_(params, channels_last).copy_(phi)  # the same layout the learners' bodies have
         named = dict(model.named_buffers())
         for name, value in buffers.items():
             named[name].copy_(value)

@@ -8,11 +8,27 @@ import torch
 from torch import nn
 
 
-def flatten_params_(params: Sequence[nn.Parameter]) -> torch.Tensor:
+def flat_values(tensors: Sequence[torch.Tensor], channels_last: bool = False) -> torch.Tensor:
+    """``tensors`` concatenated in the flat layout :func:`flatten_params_` uses (a new tensor).
+
+    With ``channels_last`` a 4-D tensor contributes its values in NHWC order, so that a gradient
+    lines up with the parameters it belongs to.
+
+    Example:
+        >>> w = torch.arange(8.).view(1, 2, 2, 2)
+        >>> flat_values([w], channels_last=True)[:4]
+        tensor([0., 4., 1., 5.])
+    """
+    return torch.cat([_in_flat_order(t.detach(), channels_last) for t in tensors])
+
+
+def flatten_params_(params: Sequence[nn.Parameter], channels_last: bool = False) -> torch.Tensor:
     """Copy ``params`` into one contiguous 1-D tensor and make each parameter a view into it.
 
     Optimizers, ``load_state_dict`` and in-place updates keep working on the parameters, and every
-    change shows in the returned buffer (and the other way round).
+    change shows in the returned buffer (and the other way round). With ``channels_last``, 4-D
+    parameters are stored NHWC, so each becomes a channels-last view (what fast convolutions want)
+    without leaving the buffer.
 
     Example:
         >>> lin = nn.Linear(2, 1)
@@ -22,10 +38,19 @@ def flatten_params_(params: Sequence[nn.Parameter]) -> torch.Tensor:
     """
     if not params:
         raise ValueError("no parameters to flatten")
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    flat = flat_values(params, channels_last)
     offset = 0
     for p in params:
         n = p.numel()
-        p.data = flat[offset:offset + n].view_as(p)
+        segment = flat[offset:offset + n]
+        if channels_last and p.dim() == 4:
+            out_c, in_c, h, w = p.shape
+            p.data = segment.view(out_c, h, w, in_c).permute(0, 3, 1, 2)
+        else:
+            p.data = segment.view_as(p)
         offset += n
     return flat
+
+
+def _in_flat_order(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1).reshape(-1) if channels_last and t.dim() == 4 else t.reshape(-1)

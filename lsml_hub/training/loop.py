@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ from lsml_hub.training.checkpoint import Checkpoint, check_identity, checkpoint_
 from lsml_hub.training.config import MetaTrainConfig, identity
 from lsml_hub.training.export import averaged_buffers, build_init_model, write_init
 from lsml_hub.training.flat import flatten_params_
-from lsml_hub.training.learner import EvalResult, TaskLearner
+from lsml_hub.training.learner import DataBudget, EvalResult, LearnerSetup, TaskLearner
 from lsml_hub.training.metrics import MetricsWriter
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class MetaTrainer:
 
     def __init__(self, config: MetaTrainConfig, ctx: DistContext) -> None:
         self.cfg, self.ctx = config, ctx
+        self.compute = config.compute.check_device(ctx.device)  # fp16 off CUDA fails here, before any data
         self.out = Path(config.output_dir)
         self.algo: MetaAlgorithm = build_algorithm(config.algorithm)
         self.num_tasks = len(config.tasks)
@@ -88,7 +90,8 @@ class MetaTrainer:
 
     def _init_phi(self) -> tuple[torch.Tensor, tuple]:
         model = create_backbone(self.cfg.model, num_classes=1, **self.cfg.model_kwargs).to(self.ctx.device)
-        phi = flatten_params_(list(split_backbone_head(model).body.values()))  # a fresh, detached buffer
+        # A fresh, detached buffer, laid out as every learner's body is (NHWC 4-D weights under channels_last).
+        phi = flatten_params_(list(split_backbone_head(model).body.values()), self.compute.channels_last)
         data_cfg = resolve_data_config({}, model=model)
         return distributed.broadcast_(self.ctx, phi), (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
 
@@ -109,9 +112,15 @@ class MetaTrainer:
         return result
 
     def _make_learner(self, index: int, task: Task) -> TaskLearner:
-        return TaskLearner.create(index, task, self.cfg.model, self.phi, self.cfg.inner, seed=self.cfg.seed,
-                                  device=self.ctx.device, mean_std=self.mean_std,
-                                  with_query=self.algo.uses_query_grad, model_kwargs=self.cfg.model_kwargs)
+        return TaskLearner.create(index, task, self.phi, self.setup)
+
+    @functools.cached_property
+    def setup(self) -> LearnerSetup:
+        """What every learner of this process shares (one device data budget among them)."""
+        return LearnerSetup(self.cfg.model, self.cfg.inner, self.cfg.seed, self.ctx.device, self.mean_std,
+                            model_kwargs=self.cfg.model_kwargs, compute=self.compute,
+                            with_query=self.algo.uses_query_grad,
+                            data_budget=DataBudget(int(self.cfg.device_data_gb * 2**30)))
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> MetaTrainResult:
@@ -303,7 +312,8 @@ class MetaTrainer:
                 "world_size": self.ctx.world_size,
                 "final_metrics": {k: {"loss": v.loss, "accuracy": v.accuracy} for k, v in final_eval.items()},
             }  # save_init adds the weights' sha256 and the package version
-            model = build_init_model(self.cfg.model, self.phi, buffers, self.cfg.model_kwargs)
+            model = build_init_model(self.cfg.model, self.phi, buffers, self.cfg.model_kwargs,
+                                     channels_last=self.compute.channels_last)
             write_init(init_dir, model, metadata, self.input_size, *self.mean_std)
 
         distributed.run_on_main(self.ctx, write)
