@@ -148,10 +148,11 @@ def measure(fns: dict[str, Callable[[], None]], setting: Setting, steps: int, ro
         for _ in range(max(3, steps // 10)):
             fn()
     rates: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            rates[name].append(images_per_second(fn, steps, setting.images_per_step, setting.device))
-            print(f"  {name:6s} {rates[name][-1]:10.0f} images/s")
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: drift hits every loop alike
+            rates[name].append(images_per_second(fns[name], steps, setting.images_per_step, setting.device))
+            print(f"  round {r + 1}: {name:6s} {rates[name][-1]:10.0f} images/s")
     return rates
 
 
@@ -186,7 +187,7 @@ def resnet18_bf16_vs_fp32(device: torch.device, args: argparse.Namespace) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default: 100 on CUDA, 10 on CPU)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None, help="default: 3 on CUDA, 6 on CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model (plain loop too)")
     args = parser.parse_args()
     os.environ.setdefault("LSML_HUB_CACHE", str(Path(tempfile.gettempdir()) / "lsml_hub_bench_cache"))
@@ -202,6 +203,7 @@ def main() -> None:
         print("no CUDA here: a small CPU version (2 tasks at 32 px, test_resnet, batch 32, fp32); "
               "the GPU targets need a GPU")
     args.steps = args.steps or (100 if cuda else 10)
+    args.rounds = args.rounds or (3 if cuda else 6)
     print(f"{setting.model}: {len(setting.tasks)} tasks, batch {setting.batch_size}, {setting.compute}")
     part1 = meta_training_vs_plain(setting, args)
     record = {"config": {**vars(args), "model": setting.model, "tasks": setting.tasks, "batch_size": setting.batch_size,

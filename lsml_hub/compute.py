@@ -68,6 +68,8 @@ class ComputeConfig:
     def check_device(self, device: torch.device) -> ComputeConfig:
         """This config, or one with compilation off, after checking it can run on ``device``.
 
+        On CUDA it also turns on cuDNN's autotuner (``torch.backends.cudnn.benchmark``).
+
         Raises:
             ConfigError: fp16 off CUDA, or bf16 on a GPU without bf16 support.
         """
@@ -77,6 +79,9 @@ class ComputeConfig:
         if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; "
                               "use fp16 or fp32")
+        if device.type == "cuda":
+            # Shapes are static per task (one image size, one batch size): let cuDNN pick its fastest kernels.
+            torch.backends.cudnn.benchmark = True
         problem = _why_no_compile(device) if self.compile else None
         if problem is not None:
             logger.warning("compile: %s; training uncompiled", problem)
