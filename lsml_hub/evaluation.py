@@ -68,8 +68,10 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], batch: Batch, op
         batch: Images and labels on the model's device.
         optimizer: Steps the model's parameters (fp32 whatever the precision).
         compute: Precision of the forward (autocast); the loss is computed in fp32.
-        scaler: fp16's gradient scaler; None otherwise. With a fused optimizer (what fp16 learners use) its
-            overflow check stays on the device: nothing in this step waits for the host.
+        scaler: fp16's gradient scaler; None otherwise. With a fused optimizer (what fp16 learners use for
+            SGD and Adam) its overflow check stays on the device and nothing in this step waits for the
+            host; with another optimizer (RMSprop, fine-tuning's timm optimizers) the scaler reads the
+            overflow flag on the host once per step.
 
     Example:
         >>> loss = train_step(model, next(stream), optimizer)  # doctest: +SKIP

@@ -41,6 +41,10 @@ _NAMED = 3
 # check_writable's probe file; another process checking the same folder at the same time may see it.
 _PROBE_PREFIX = ".lsml-hub-write-check."
 
+class FolderNotWritableError(ConfigError):
+    """A folder cannot be created or written (permissions, a read-only file system, a missing mount)."""
+
+
 #: ``belongs(folder)``: why a folder that holds the marker is still not this command's, or None.
 Belongs = Callable[[Path], "str | None"]
 
@@ -54,6 +58,8 @@ class OutputFolder:
         files: Names (files or sub-folders) it writes at the top of the folder.
         marker: The one of ``files`` written first. A folder holding some of ``files`` but not the
             marker was not made by the command and is refused.
+        also_marked_by: Paths inside the folder that prove ownership as well as the marker does (what
+            an earlier version of the command wrote before it had a marker, such as a checkpoint).
 
     Example:
         >>> import tempfile
@@ -65,6 +71,7 @@ class OutputFolder:
     command: str
     files: tuple[str, ...]
     marker: str
+    also_marked_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.marker not in self.files:
@@ -86,12 +93,16 @@ class OutputFolder:
                 be created or written; the message names the folder and what to do.
         """
         path = Path(out_dir)
-        where = file_in_the_way(path)
-        if where is not None:
-            raise ConfigError(f"output folder {path} {where}; give a folder (new or empty) for "
-                              f"{', '.join(self.files)}")
-        if path.is_dir():
-            self._check_contents(path, belongs)
+        try:
+            where = file_in_the_way(path)
+            if where is not None:
+                raise ConfigError(f"output folder {path} {where}; give a folder (new or empty) for "
+                                  f"{', '.join(self.files)}")
+            if path.is_dir():
+                self._check_contents(path, belongs)
+        except OSError as err:  # a folder above it that cannot be entered or read
+            raise ConfigError(f"output folder {path} cannot be read: {err.strerror or err} "
+                              f"({err.filename or path}); choose a folder you can read and write") from None
         check_writable(path, keep=create)
         return path
 
@@ -101,8 +112,8 @@ class OutputFolder:
                 or any(n in self.files for n in (name, temporary_of(name), moved_aside_of(name))))
 
     def is_own(self, path: str | os.PathLike) -> bool:
-        """Whether ``path`` is a folder holding the command's marker."""
-        return (Path(path) / self.marker).exists()
+        """Whether ``path`` is a folder holding the command's marker (or what also proves it)."""
+        return any((Path(path) / name).exists() for name in (self.marker, *self.also_marked_by))
 
     def _check_contents(self, path: Path, belongs: Belongs | None) -> None:
         names = sorted(p.name for p in path.iterdir())
@@ -113,12 +124,13 @@ class OutputFolder:
                 f"(it writes only {', '.join(self.files)}); choose a new or empty folder, or move those out"
             )
         same_names = [n for n in names if n in self.files]
-        if same_names and self.marker not in names:
+        own = self.is_own(path)
+        if same_names and not own:
             raise ConfigError(
                 f"output folder {path} holds {_some(same_names)} but no {self.marker}, so it is not an earlier "
                 f"{self.command} output and would be overwritten; choose a new or empty folder"
             )
-        if self.marker in names and belongs is not None:
+        if own and belongs is not None:
             problem = belongs(path)
             if problem:
                 raise ConfigError(f"output folder {path} {problem}")
@@ -137,8 +149,8 @@ def check_writable(path: Path, *, keep: bool = False) -> None:
             pass
     except OSError as err:
         verb = "created" if created else "written"
-        raise ConfigError(f"output folder {path} cannot be {verb}: {err.strerror or err} "
-                          f"({err.filename or path}); choose a folder you can write") from None
+        raise FolderNotWritableError(f"output folder {path} cannot be {verb}: {err.strerror or err} "
+                                     f"({err.filename or path}); choose a folder you can write") from None
     finally:
         for folder in [] if keep else created:
             # Only folders this check made; one that another process has written into meanwhile stays.

@@ -30,6 +30,7 @@ RUN_FOLDER = OutputFolder(
     "meta-train",
     (RUN_MARKER, RUN_CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, INIT_SUBDIR, TENSORBOARD_SUBDIR, PUBLISH_SUBDIR),
     marker=RUN_MARKER,
+    also_marked_by=(CHECKPOINT_FILE,),  # runs from before run.json; the checkpoint's identity is checked on load
 )
 
 

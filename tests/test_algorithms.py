@@ -15,6 +15,7 @@ from lsml_hub.algorithms import (
     MultiTask,
     Reptile,
     ShiftedFOMAML,
+    TaskSignals,
     build_algorithm,
 )
 from lsml_hub.distributed import DistContext
@@ -26,7 +27,7 @@ from lsml_hub.training import MetaTrainConfig, MetaTrainer
 def meta_step(algo, phi, thetas, grads=None):
     total = torch.zeros_like(phi, dtype=torch.float64)
     for i, theta in enumerate(thetas):
-        algo.accumulate_(total, theta, None if grads is None else grads[i])
+        algo.accumulate_(total, TaskSignals(theta, query_grad=None if grads is None else grads[i]))
     delta = algo.delta_(total.div_(len(thetas)), phi)
     algo.apply_(phi, thetas, delta)
     return delta

@@ -302,7 +302,7 @@ def test_cli_named_pretrained_baseline_not_cached_is_one_line_before_any_run(mon
                "pretrained", "--no-progress"])
 
     assert rc == 2
-    why = "HF_HUB_OFFLINE is set" if offline else "compare never downloads during a run"
+    why = "HF_HUB_OFFLINE is set" if offline else "runs never download in their middle"
     assert capsys.readouterr().err.strip() == (
         "lsml-hub compare: error: the pretrained baseline needs timm's test_resnet.r160_in1k weights "
         "(model.safetensors of timm/test_resnet.r160_in1k), which are not in the Hugging Face cache "

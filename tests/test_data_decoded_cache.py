@@ -245,3 +245,28 @@ def test_a_writer_replacing_the_entry_leaves_tensors_already_read_intact(saved, 
     zeros = ImageTensors(images=torch.zeros_like(read.images), labels=read.labels.clone())
     decoded_cache.write_entry(decoded_cache.entry_path(key), key, zeros)  # as another rank finishing later
     _assert_same(expected, read)
+
+
+def test_a_read_only_cache_is_read_and_a_miss_is_decoded_with_a_warning(saved, cache_dir, decodes, monkeypatch,
+                                                                         caplog):
+    from lsml_hub.output_folder import FolderNotWritableError
+
+    load_task(saved).tensors("train")  # the train entry is written
+    assert decodes == [24]
+
+    def read_only(*args, **kwargs):
+        raise FolderNotWritableError("output folder /cache cannot be written: Read-only file system")
+
+    monkeypatch.setattr("lsml_hub.data.decoded_cache.writable_cache_root", read_only)
+    task = load_task(saved)
+    assert len(task.tensors("train")) == 24 and decodes == [24]  # read from the cache
+    assert len(task.tensors("eval")) == 8 and decodes == [24, 8]  # a miss: decoded, not written
+    assert "not caching the decoded images" in caplog.text
+
+
+def test_a_cache_from_before_the_tag_is_adopted_and_tagged(saved, tmp_path, monkeypatch):
+    old = tmp_path / "old_cache"
+    (old / "decoded").mkdir(parents=True)
+    monkeypatch.setenv("LSML_HUB_CACHE", str(old))
+    load_task(saved).tensors("eval")
+    assert (old / "CACHEDIR.TAG").is_file() and any((old / "decoded").iterdir())

@@ -76,7 +76,10 @@ def test_a_split_held_on_the_gpu_gives_the_cpu_streams_batches():
     on_gpu = BatchStream(data.to("cuda"), 16, device="cuda", **kwargs)
     for _ in range(15):  # across an epoch boundary (200 images)
         a, b, c = next(on_host), next(from_pinned), next(on_gpu)
-        assert torch.equal(a.images, b.images.cpu()) and torch.equal(a.images, c.images.cpu())
+        # The same pixels and labels; the CPU's addcmul rounds once (fused multiply-add) where CUDA's rounds
+        # the product first, so the normalized values may differ in the last bit.
+        torch.testing.assert_close(b.images.cpu(), a.images, rtol=0, atol=1e-6)
+        assert torch.equal(b.images, c.images)  # host-fed and device-held batches: the same kernels
         assert torch.equal(a.labels, c.labels.cpu())
 
 

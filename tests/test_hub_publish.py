@@ -75,6 +75,10 @@ CREDITS = {
     "reptile": "Nichol et al., On First-Order Meta-Learning Algorithms, arXiv:1803.02999",
     "fomaml": "Finn et al., Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks, ICML 2017",
     "multitask": "Caruana, Multitask Learning, Machine Learning 28, 1997",
+    "leap": "Flennerhag et al., Transferring Knowledge across Learning Processes, ICLR 2019",
+    "imaml": "Rajeswaran et al., Meta-Learning with Implicit Gradients, NeurIPS 2019",
+    "anil": "Raghu et al., Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness of MAML, "
+            "ICLR 2020",
     "none": "baseline: no meta-update",
 }
 

@@ -160,6 +160,7 @@ def test_non_finite_loss_stops_naming_task_and_step_and_keeps_the_last_checkpoin
 
 
 def test_the_held_out_batch_gives_a_gradient_but_leaves_the_batchnorm_statistics_alone():
+    from lsml_hub.algorithms import FOMAML
     from lsml_hub.data import load_task
     from lsml_hub.training.config import InnerConfig
     from lsml_hub.training.learner import LearnerSetup, TaskLearner
@@ -169,7 +170,7 @@ def test_the_held_out_batch_gives_a_gradient_but_leaves_the_batchnorm_statistics
     phi = torch.cat([p.detach().reshape(-1) for p in
                      split_backbone_head(create_backbone("test_resnet", num_classes=1)).body.values()])
     setup = LearnerSetup("test_resnet", InnerConfig(batch_size=8), seed=0, device=torch.device("cpu"),
-                         mean_std=((0.5,), (0.5,)), with_query=True)
+                         mean_std=((0.5,), (0.5,)), algorithm=FOMAML(reset_period=5))
     learner = TaskLearner.create(0, task, phi, setup)
     learner.inner_step()  # running statistics move during training...
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}

@@ -207,3 +207,11 @@ def test_a_damaged_metrics_log_on_resume_is_a_one_line_error(reference, tmp_path
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert f"cannot resume the metrics log {metrics}: {metrics}:2 is not JSON" in err
     assert file_state(metrics) == before
+
+
+def test_a_run_from_before_run_json_resumes_from_its_checkpoint(reference, tmp_path):
+    out = tmp_path / "old_run"
+    shutil.copytree(reference, out)
+    (out / "run.json").unlink()  # what runs written before the marker look like
+    result = lsml_hub.meta_train(config(out))
+    assert result.steps == config(out)["steps"] and (out / "run.json").is_file()

@@ -12,19 +12,23 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from lsml_hub.algorithms.base import MetaAlgorithm
-from lsml_hub.algorithms.fomaml import FOMAML, ShiftedFOMAML
+from lsml_hub.algorithms.base import HVP, INNER_STEPS, QUERY_GRAD, InnerStep, MetaAlgorithm, TaskSignals
+from lsml_hub.algorithms.fomaml import ANIL, FOMAML, ShiftedFOMAML
+from lsml_hub.algorithms.imaml import IMAML, conjugate_gradient
 from lsml_hub.algorithms.independent import Independent
+from lsml_hub.algorithms.leap import Leap
 from lsml_hub.algorithms.trajectory import ContinualTrajectoryShifting, MultiTask, Reptile
 from lsml_hub.errors import ConfigError
 
 ALGORITHMS: dict[str, type[MetaAlgorithm]] = {
-    cls.name: cls for cls in (ContinualTrajectoryShifting, Reptile, MultiTask, FOMAML, ShiftedFOMAML, Independent)
+    cls.name: cls for cls in (ContinualTrajectoryShifting, Reptile, MultiTask, FOMAML, ShiftedFOMAML, Leap, IMAML,
+                              ANIL, Independent)
 }
 
 __all__ = [
-    "ALGORITHMS", "FOMAML", "ContinualTrajectoryShifting", "Independent", "MetaAlgorithm", "MultiTask",
-    "Reptile", "ShiftedFOMAML", "build_algorithm",
+    "ALGORITHMS", "ANIL", "FOMAML", "HVP", "IMAML", "INNER_STEPS", "QUERY_GRAD", "ContinualTrajectoryShifting",
+    "Independent", "InnerStep", "Leap", "MetaAlgorithm", "MultiTask", "Reptile", "ShiftedFOMAML", "TaskSignals",
+    "build_algorithm", "conjugate_gradient",
 ]
 
 

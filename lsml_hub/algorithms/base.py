@@ -4,19 +4,65 @@ The training loop keeps φ and each task's backbone parameters θ_t as flat 1-D 
 is then three steps: every task adds its *contribution* into a shared sum buffer; the loop turns the
 sum into a mean over all tasks (an all-reduce when several processes hold tasks); the algorithm turns
 that mean into the step Δ, moves φ by Δ and, when it shifts, moves every θ_t by Δ as well.
+
+What needs a model comes from the task's learner, and only when the rule asks for it (``needs``):
+the gradient on held-out batches, Hessian-vector products of the training loss, or every inner step's
+loss, gradient and parameter change. A rule may keep per-task tensors (``task_state``) that the
+learner stores with the task and checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from lsml_hub.errors import ConfigError
+
+#: ``needs``: the task's gradient on held-out batches at θ_t (``TaskSignals.query_grad``).
+QUERY_GRAD = "query_grad"
+#: ``needs``: Hessian-vector products of the task's training loss at θ_t (``TaskSignals.hvp``).
+HVP = "hvp"
+#: ``needs``: every inner step's loss, gradient and parameter change (:meth:`MetaAlgorithm.observe_`).
+INNER_STEPS = "inner_steps"
+
+
+@dataclass
+class InnerStep:
+    """One inner step of one task, as its learner computed it (flat tensors in φ's layout).
+
+    Attributes:
+        loss: f_i, the batch loss at θ_i (0-d, detached).
+        grad: ∇f_i, the backbone gradient of that loss at θ_i.
+        update: θ_{i+1} − θ_i, the step the inner optimizer took.
+        index: Inner steps since the trajectory last (re)started from φ, this one excluded (0: the first).
+    """
+
+    loss: torch.Tensor
+    grad: torch.Tensor
+    update: torch.Tensor
+    index: int
+
+
+@dataclass
+class TaskSignals:
+    """What one task's learner hands the rule at a meta-update; what the rule did not ask for is None.
+
+    Attributes:
+        theta: The task's backbone θ_t (flat; moving it moves the task).
+        state: The rule's per-task tensors (from :meth:`MetaAlgorithm.task_state`).
+        query_grad: Mean backbone gradient over ``query_batches`` held-out batches at θ_t.
+        hvp: ``v ↦ H v`` with H the Hessian of the task's training loss at θ_t (on one batch).
+    """
+
+    theta: torch.Tensor
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    query_grad: torch.Tensor | None = None
+    hvp: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass
@@ -32,10 +78,14 @@ class MetaAlgorithm(ABC):
 
     name: ClassVar[str]
     reference: ClassVar[str]
-    #: Whether tasks contribute a gradient on a held-out batch instead of their parameters.
-    uses_query_grad: ClassVar[bool] = False
+    #: What the learners must provide: a subset of QUERY_GRAD, HVP, INNER_STEPS.
+    needs: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the inner loop trains the backbone (False: only the head, as ANIL).
+    trains_body: ClassVar[bool] = True
     #: Whether in-flight trajectories move with φ (the continual trajectory shift).
     shifts: ClassVar[bool] = True
+    #: Whether the meta-step belongs at the reset: P is then K (left out or given equal) and nothing else.
+    updates_at_reset: ClassVar[bool] = False
 
     meta_lr: float = 0.01
     aggregate_period: int = 1
@@ -43,6 +93,13 @@ class MetaAlgorithm(ABC):
     hard_reset: bool = False
 
     def __post_init__(self) -> None:
+        if self.updates_at_reset:
+            if self.aggregate_period not in (None, self.reset_period):
+                raise ConfigError(
+                    f"{self.name} meta-updates at every reset: algorithm.aggregate_period must equal reset_period "
+                    f"({self.reset_period}) or be left out, got {self.aggregate_period}; use cts for P < K"
+                )
+            self.aggregate_period = self.reset_period
         for key in ("aggregate_period", "reset_period"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -60,8 +117,23 @@ class MetaAlgorithm(ABC):
         """Trajectories restart from φ after inner step ``step``."""
         return step % self.reset_period == 0
 
+    @property
+    def query_batches(self) -> int:
+        """Held-out batches averaged into ``TaskSignals.query_grad``."""
+        return 1
+
+    def task_state(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Fresh per-task tensors the rule keeps across inner steps (none by default)."""
+        return {}
+
+    def observe_(self, state: dict[str, torch.Tensor], step: InnerStep) -> None:  # noqa: B027 - optional hook
+        """Take one inner step into the task's ``state`` (rules that need INNER_STEPS)."""
+
+    def restart_(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
+        """The task's trajectory restarts from φ: forget what ``state`` gathered along the old one."""
+
     @abstractmethod
-    def accumulate_(self, total: torch.Tensor, theta: torch.Tensor, query_grad: torch.Tensor | None) -> None:
+    def accumulate_(self, total: torch.Tensor, task: TaskSignals) -> None:
         """Add one task's contribution into ``total`` in place."""
 
     @abstractmethod

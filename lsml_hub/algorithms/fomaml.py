@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lsml_hub.algorithms.base import MetaAlgorithm
+from lsml_hub.algorithms.base import QUERY_GRAD, MetaAlgorithm, TaskSignals
 
 
 @dataclass
@@ -19,7 +19,7 @@ class FOMAML(MetaAlgorithm):
 
     name = "fomaml"
     reference = "Finn et al., Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks, ICML 2017"
-    uses_query_grad = True
+    needs = frozenset({QUERY_GRAD})
     aggregate_period: int | None = None  # None: equal to reset_period
 
     def __post_init__(self) -> None:
@@ -29,10 +29,10 @@ class FOMAML(MetaAlgorithm):
 
     shifts = False
 
-    def accumulate_(self, total: torch.Tensor, theta: torch.Tensor, query_grad: torch.Tensor | None) -> None:
-        if query_grad is None:
-            raise ValueError("FOMAML needs each task's gradient on a held-out batch")
-        total.add_(query_grad)
+    def accumulate_(self, total: torch.Tensor, task: TaskSignals) -> None:
+        if task.query_grad is None:
+            raise ValueError(f"{self.name} needs each task's gradient on a held-out batch")
+        total.add_(task.query_grad)
 
     def delta_(self, mean: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         return mean.mul_(-self.meta_lr)
@@ -47,3 +47,19 @@ class ShiftedFOMAML(FOMAML):
     aggregate_period: int = 1
 
     shifts = True
+
+
+@dataclass
+class ANIL(ShiftedFOMAML):
+    """ANIL: the inner loop trains only the head; φ ← φ − β · mean_t ∇_body L_t^val at every meta-update.
+
+    Raghu, Raghu, Bengio, Vinyals. "Rapid Learning or Feature Reuse? Towards Understanding the
+    Effectiveness of MAML", ICLR 2020. The body of every task is φ throughout: inner steps leave it alone
+    and the meta-step moves it with φ (the shift). The first-order held-out gradient is taken at the
+    task's current head.
+    """
+
+    name = "anil"
+    reference = ("Raghu et al., Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness of MAML, "
+                 "ICLR 2020")
+    trains_body = False

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lsml_hub.algorithms.base import MetaAlgorithm
+from lsml_hub.algorithms.base import MetaAlgorithm, TaskSignals
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Independent(MetaAlgorithm):
     def is_reset_step(self, step: int) -> bool:
         return False
 
-    def accumulate_(self, total: torch.Tensor, theta: torch.Tensor, query_grad: torch.Tensor | None) -> None:
+    def accumulate_(self, total: torch.Tensor, task: TaskSignals) -> None:
         raise RuntimeError("the 'none' algorithm makes no meta-update")
 
     def delta_(self, mean: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lsml_hub.algorithms.base import MetaAlgorithm
+from lsml_hub.algorithms.base import MetaAlgorithm, TaskSignals
 from lsml_hub.errors import ConfigError
 
 
@@ -29,7 +29,7 @@ class ContinualTrajectoryShifting(MetaAlgorithm):
     Example:
         >>> algo = ContinualTrajectoryShifting(meta_lr=0.5, aggregate_period=1, reset_period=10)
         >>> phi, theta = torch.zeros(2), torch.tensor([2.0, 4.0])
-        >>> total = torch.zeros(2); algo.accumulate_(total, theta, None)
+        >>> total = torch.zeros(2); algo.accumulate_(total, TaskSignals(theta))
         >>> algo.apply_(phi, [theta], algo.delta_(total / 1, phi)); phi.tolist(), theta.tolist()
         ([1.0, 2.0], [3.0, 6.0])
     """
@@ -37,8 +37,8 @@ class ContinualTrajectoryShifting(MetaAlgorithm):
     name = "cts"
     reference = "Shin et al., Large-Scale Meta-Learning with Continual Trajectory Shifting, ICML 2021"
 
-    def accumulate_(self, total: torch.Tensor, theta: torch.Tensor, query_grad: torch.Tensor | None) -> None:
-        total.add_(theta)
+    def accumulate_(self, total: torch.Tensor, task: TaskSignals) -> None:
+        total.add_(task.theta)
 
     def delta_(self, mean: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         return mean.sub_(phi).mul_(self.meta_lr)
@@ -54,16 +54,7 @@ class Reptile(ContinualTrajectoryShifting):
     name = "reptile"
     reference = "Nichol et al., On First-Order Meta-Learning Algorithms, arXiv:1803.02999"
     aggregate_period: int | None = None  # None: equal to reset_period
-
-    def __post_init__(self) -> None:
-        if self.aggregate_period in (None, self.reset_period):
-            self.aggregate_period = self.reset_period
-        else:
-            raise ConfigError(
-                f"reptile updates at every reset: algorithm.aggregate_period must equal reset_period "
-                f"({self.reset_period}) or be left out, got {self.aggregate_period}; use cts for P < K"
-            )
-        super().__post_init__()
+    updates_at_reset = True
 
     shifts = False  # every trajectory restarts from φ right after the update: shifting it would be wasted work
 

@@ -31,8 +31,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lsml_hub._io import atomic_write
-from lsml_hub.data.builtin.cache import DECODED_SUBDIR, writable_cache_root
+from lsml_hub.data.builtin.cache import DECODED_SUBDIR, cache_root, writable_cache_root
 from lsml_hub.data.tensors import ImageTensors, label_tensor
+from lsml_hub.output_folder import FolderNotWritableError
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +86,17 @@ def cache_key(ds: datasets.Dataset, image_size: int) -> CacheKey | None:
 
 
 def entry_path(key: CacheKey) -> Path:
-    """Where the entry of ``key`` lives under the cache root (``$LSML_HUB_CACHE``), checked to be writable."""
-    return writable_cache_root() / SUBDIR / key.filename
+    """Where the entry of ``key`` lives under the cache root (``$LSML_HUB_CACHE``)."""
+    return cache_root() / SUBDIR / key.filename
 
 
 def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[[], ImageTensors]) -> ImageTensors:
     """``ds`` decoded at ``image_size``: read from the cache, else ``decode()`` and stored for next time.
 
     A missing, unreadable or mismatching entry never fails the run: it is decoded again (with a
-    warning unless simply missing) and rewritten.
+    warning unless simply missing) and rewritten; a read-only cache is read and not written (with a
+    warning). A cache folder holding files lsml-hub does not write there is refused (ConfigError)
+    before anything is decoded.
 
     Example:
         >>> from lsml_hub.data import load_task, to_tensors
@@ -108,6 +111,11 @@ def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[[], I
     cached = _read_or_none(path, key, ds)
     if cached is not None:
         return cached
+    try:
+        writable_cache_root()  # before decoding: a cache that is someone else's folder fails now
+    except FolderNotWritableError as err:  # a read-only cache (a shared one, say) costs a decode, not the run
+        logger.warning("not caching the decoded images: %s", err)
+        return decode()
     data = decode()
     _write_or_warn(path, key, data)
     return data

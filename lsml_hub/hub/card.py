@@ -39,6 +39,9 @@ ALGORITHM_TITLES = {
     "fomaml": "first-order MAML",
     "fomaml_shift": "first-order MAML with continual trajectory shifting (FOMAML++)",
     "multitask": "multi-task learning",
+    "leap": "Leap",
+    "imaml": "implicit MAML (iMAML)",
+    "anil": "ANIL (almost no inner loop)",
     "none": "independent training of each task from one start",
 }
 
@@ -153,6 +156,7 @@ def _details(config: InitConfig) -> str:
     for key, label in (("steps", "Meta-training steps"), ("seed", "Seed")):
         if key in lsml:
             lines.append(f"- **{label}:** {lsml[key]}")
+    lines.append(f"- **Started from:** {_start(lsml.get('start'))}")
     cfg = config.pretrained_cfg
     lines.append(f"- **Input:** size {cfg.get('input_size')}, mean {cfg.get('mean')}, std {cfg.get('std')}")
     lines.append(f"- **License:** {config.license}")
@@ -260,6 +264,14 @@ def _citation(algorithm: str) -> str:
     return ("## Citation\n\nlsml-hub implements large-scale meta-learning with continual trajectory shifting "
             f"([Shin, Lee, Gong, Hwang; ICML 2021]({PAPER_URL})); this init's algorithm is {credit}. "
             f"To cite lsml-hub's method:\n\n```bibtex\n{CITATION}\n```")
+
+
+def _start(start: Any) -> str:
+    if not isinstance(start, dict):
+        return "random weights"
+    if start.get("kind") == "pretrained":
+        return f"timm's pretrained `{start.get('weights')}` weights (`{start.get('hf_hub_id')}`)"
+    return f"the init `{start.get('init')}` ({start.get('algorithm')}, sha256 `{str(start.get('sha256'))[:12]}...`)"
 
 
 def _kv(mapping: dict[str, Any]) -> str:

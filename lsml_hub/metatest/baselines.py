@@ -11,22 +11,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import timm
-from huggingface_hub import constants, try_to_load_from_cache
 from torch import nn
 
-from lsml_hub.errors import InitError
+from lsml_hub.hub.pretrained import (  # noqa: F401  (re-exported: compare's pretrained baseline)
+    PRETRAINED_FILE,
+    CachedWeights,
+    PretrainedSource,
+    find_cached_pretrained,
+    pretrained_source,
+    require_cached_pretrained,
+)
 from lsml_hub.metatest.comparison import PRETRAINED, SCRATCH
 from lsml_hub.metatest.model import InputConfig, create_scratch
 
 logger = logging.getLogger(__name__)
 
 BASELINES = (SCRATCH, PRETRAINED)
-# Only safetensors: never unpickle a cached checkpoint (DESIGN.md §5).
-PRETRAINED_FILE = "model.safetensors"
+# What compare says when the pretrained baseline it was asked for cannot run.
+_BASELINE_NEEDS = ("the pretrained baseline", "compare with the scratch baseline only (--baselines scratch)",
+                   "leave pretrained out of the baselines")
 
 
 @dataclass(frozen=True)
@@ -39,82 +45,6 @@ class Baseline:
     make: Callable[[int], nn.Module]
 
 
-@dataclass(frozen=True)
-class CachedWeights:
-    """timm pretrained weights found in the local Hugging Face cache."""
-
-    model_name: str  # "arch.tag"
-    hf_hub_id: str
-    path: Path
-
-
-@dataclass(frozen=True)
-class PretrainedSource:
-    """Where timm's default pretrained weights of an architecture live on the Hub."""
-
-    model_name: str  # "arch.tag"
-    hf_hub_id: str
-
-
-def pretrained_source(architecture: str) -> PretrainedSource | None:
-    """The Hub repo of timm's default pretrained weights of ``architecture``; ``None`` if timm has none.
-
-    Example:
-        >>> pretrained_source("test_resnet").hf_hub_id
-        'timm/test_resnet.r160_in1k'
-    """
-    cfg = timm.models.get_pretrained_cfg(architecture)
-    if cfg is None or not cfg.hf_hub_id:
-        return None
-    return PretrainedSource(f"{architecture}.{cfg.tag}" if cfg.tag else architecture, cfg.hf_hub_id)
-
-
-def find_cached_pretrained(architecture: str) -> CachedWeights | None:
-    """The default timm pretrained weights of ``architecture`` if they are in the HF cache; no network.
-
-    Example:
-        >>> find_cached_pretrained("resnet20_cifar") is None  # no timm weights exist for it
-        True
-    """
-    source = pretrained_source(architecture)
-    if source is None:
-        return None
-    path = try_to_load_from_cache(source.hf_hub_id, PRETRAINED_FILE)
-    if not isinstance(path, str):  # None (never fetched) or the "known missing" sentinel
-        return None
-    return CachedWeights(source.model_name, source.hf_hub_id, Path(path))
-
-
-def require_cached_pretrained(architecture: str) -> CachedWeights:
-    """:func:`find_cached_pretrained`, for a pretrained baseline the user asked for by name.
-
-    Raises:
-        InitError: timm has no pretrained weights for ``architecture``, or they are not in the
-            Hugging Face cache; the message says how to pre-fetch them.
-
-    Example:
-        >>> require_cached_pretrained("test_resnet").model_name  # doctest: +SKIP
-        'test_resnet.r160_in1k'
-    """
-    weights = find_cached_pretrained(architecture)
-    if weights is not None:
-        return weights
-    source = pretrained_source(architecture)
-    if source is None:
-        raise InitError(f"the pretrained baseline needs timm pretrained weights, but timm has none for "
-                        f"{architecture}; compare with the scratch baseline only (--baselines scratch)")
-    raise InitError(_not_cached_message(source))
-
-
-def _not_cached_message(source: PretrainedSource) -> str:
-    why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "compare never downloads during a run"
-    return (f"the pretrained baseline needs timm's {source.model_name} weights ({PRETRAINED_FILE} of "
-            f"{source.hf_hub_id}), which are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and are "
-            f"not fetched here ({why}); pre-fetch them on a connected machine with "
-            f"`hf download {source.hf_hub_id} {PRETRAINED_FILE}` (same HF_HUB_CACHE) and retry, "
-            f"or leave pretrained out of the baselines")
-
-
 def scratch_baseline(architecture: str, model_args: dict[str, Any], inputs: InputConfig) -> Baseline:
     """Random weights of ``architecture``, fed exactly the inputs (size, mean, std) of the init it is compared with."""
 
@@ -123,6 +53,11 @@ def scratch_baseline(architecture: str, model_args: dict[str, Any], inputs: Inpu
                               pretrained_cfg={"mean": inputs.mean, "std": inputs.std}, **model_args)
 
     return Baseline(SCRATCH, SCRATCH, f"scratch:{architecture}", make)
+
+
+def require_pretrained_baseline(architecture: str) -> CachedWeights:
+    """The cached timm weights the pretrained baseline needs, or an InitError saying how to get them."""
+    return require_cached_pretrained(architecture, *_BASELINE_NEEDS)
 
 
 def pretrained_baseline(architecture: str, *, required: bool = False) -> Baseline | None:
@@ -138,7 +73,7 @@ def pretrained_baseline(architecture: str, *, required: bool = False) -> Baselin
     Raises:
         InitError: ``required`` and the weights are not cached (see :func:`require_cached_pretrained`).
     """
-    weights = require_cached_pretrained(architecture) if required else find_cached_pretrained(architecture)
+    weights = require_pretrained_baseline(architecture) if required else find_cached_pretrained(architecture)
     if weights is None:
         logger.info("skipping the pretrained baseline: no timm pretrained %s for %s in the Hugging Face cache",
                     PRETRAINED_FILE, architecture)

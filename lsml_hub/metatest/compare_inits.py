@@ -24,7 +24,7 @@ from lsml_hub.metatest.baselines import (
     BASELINES,
     Baseline,
     pretrained_baseline,
-    require_cached_pretrained,
+    require_pretrained_baseline,
     scratch_baseline,
 )
 from lsml_hub.metatest.comparison import INIT, PRETRAINED, SCRATCH, Comparison, ComparisonRow, SeedRun
@@ -120,7 +120,7 @@ def compare(
 
         check_recordable([entry.source for entry in entries])  # now, not after the runs
     if baselines.explicit and PRETRAINED in baselines.names:
-        require_cached_pretrained(architectures[0])  # now, not after the inits ran
+        require_pretrained_baseline(architectures[0])  # now, not after the inits ran
     shared = Target(target)
     shared.check_train_samples(config.max_train_samples)
     runs = _RunBar(len(seeds) * (len(entries) + len(baselines.names)), progress)

@@ -7,7 +7,6 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -124,7 +123,7 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
     set_trainable(model, config.mode)
     model.to(device)
     start = time.perf_counter()
-    history = _train(model, task, train, inputs, config, _Device(device, compute), progress)
+    history = _train(model, task, train, inputs, config, device, compute, progress)
     return FinetuneResult(
         model=model, history=history, config=config, target={**task.summary(), "train_samples": len(train)},
         inputs=inputs, train_samples=len(train), seconds=time.perf_counter() - start,
@@ -134,17 +133,9 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
 
 
 
-@dataclass(frozen=True)
-class _Device:
-    """Where and how the steps run: the device and the checked precision, layout and compilation."""
-
-    device: torch.device
-    compute: ComputeConfig
-
-
 def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfig, config: FinetuneConfig,
-           on: _Device, progress: bool) -> list[EvalPoint]:
-    device, compute = on.device, on.compute
+           device: torch.device, compute: ComputeConfig, progress: bool) -> list[EvalPoint]:
+    """The training steps; ``compute`` is ``config.compute`` as checked for ``device``."""
     forward = compute.prepare(model)
     scaler = compute.grad_scaler(device)
     optimizer = build_optimizer(model, config)
@@ -165,7 +156,8 @@ def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfi
             scheduler.step()
             since += 1
             if step % config.eval_interval == 0 or step == config.steps:
-                point = _eval_point(model, task, inputs, config, on, step, _finite_mean(loss_sum, since, step), lr)
+                point = _eval_point(model, task, inputs, config, device, compute, step,
+                                    _finite_mean(loss_sum, since, step), lr)
                 history.append(point)
                 bar.set_postfix(loss=f"{point.train_loss:.3f}", acc=f"{point.eval_accuracy:.3f}")
                 loss_sum.zero_()
@@ -173,10 +165,10 @@ def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfi
     return history
 
 
-def _eval_point(model: nn.Module, task: Task, inputs: InputConfig, config: FinetuneConfig, on: _Device,
-                step: int, train_loss: float, lr: float) -> EvalPoint:
-    result = evaluate_model(model, task.tensors("eval"), mean=inputs.mean, std=inputs.std, device=on.device,
-                            batch_size=_eval_batch_size(config), compute=on.compute)
+def _eval_point(model: nn.Module, task: Task, inputs: InputConfig, config: FinetuneConfig, device: torch.device,
+                compute: ComputeConfig, step: int, train_loss: float, lr: float) -> EvalPoint:
+    result = evaluate_model(model, task.tensors("eval"), mean=inputs.mean, std=inputs.std, device=device,
+                            batch_size=_eval_batch_size(config), compute=compute)
     eval_loss, accuracy = result.loss, result.accuracy
     set_train_mode(model, config.mode)
     logger.debug("step %d: train loss %.4f, eval loss %.4f, accuracy %.4f", step, train_loss, eval_loss, accuracy)

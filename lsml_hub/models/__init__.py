@@ -11,9 +11,9 @@ from torch import nn
 
 from lsml_hub.errors import ConfigError, first_line
 from lsml_hub.models import resnet_cifar  # noqa: F401  (registers resnet{20,32,44,56}_cifar)
-from lsml_hub.models.split import ParamSplit, split_backbone_head
+from lsml_hub.models.split import ParamSplit, body_buffers, split_backbone_head
 
-__all__ = ["ParamSplit", "check_input_size", "create_backbone", "split_backbone_head"]
+__all__ = ["ParamSplit", "body_buffers", "check_input_size", "create_backbone", "split_backbone_head"]
 
 
 def create_backbone(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -57,12 +57,14 @@ def check_input_size(model: nn.Module, image_size: int, what: str) -> None:
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, chans, image_size, image_size, device=param.device, dtype=param.dtype))
+    except torch.OutOfMemoryError:
+        raise
     except (AssertionError, RuntimeError, ValueError) as err:
         arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture", type(model).__name__)
-        raise ConfigError(
-            f"model {arch!r} cannot take the {image_size}x{image_size} images of {what} ({first_line(err)}); "
-            f"transformers need model_kwargs: {{img_size: {image_size}}}, or give the task ?image_size=N "
-            "with a size the model takes"
-        ) from None
+        # Patch-embedding models (ViT, Swin...) are built for one input size: the usual cause.
+        hint = (f"; transformers need model_kwargs: {{img_size: {image_size}}}" if hasattr(model, "patch_embed")
+                else "; check model_kwargs, or give the task ?image_size=N with a size the model takes")
+        raise ConfigError(f"model {arch!r} fails a forward pass on the {image_size}x{image_size} images of "
+                          f"{what} ({first_line(err)}){hint}") from None
     finally:
         model.train(was_training)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from lsml_hub.errors import ConfigError
@@ -22,6 +23,18 @@ class ParamSplit:
     @property
     def body_names(self) -> list[str]:
         return list(self.body)
+
+
+def body_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's floating-point buffers outside its classifier (BatchNorm running statistics), live.
+
+    Example:
+        >>> import timm
+        >>> sorted(body_buffers(timm.create_model("test_resnet", num_classes=2)))[:2]
+        ['bn1.running_mean', 'bn1.running_var']
+    """
+    head = {id(b) for b in model.get_classifier().buffers()}
+    return {n: b for n, b in model.named_buffers() if b.is_floating_point() and id(b) not in head}
 
 
 def split_backbone_head(model: nn.Module) -> ParamSplit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class MetaTrainConfig:
     tasks: list[TaskSpec]
     model: str = "resnet20_cifar"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    start_from: str | None = None
     algorithm: dict[str, Any] = field(default_factory=lambda: {"name": "cts"})
     inner: InnerConfig = field(default_factory=InnerConfig)
     steps: int = 200_000
@@ -90,10 +92,14 @@ class MetaTrainConfig:
         _require("algorithm", self.algorithm, isinstance(self.algorithm, Mapping), "a name or a mapping")
         build_algorithm(self.algorithm)  # validates name and keys now, not at step 1
         check_model_kwargs(self.model_kwargs)
+        _require("start_from", self.start_from, self.start_from is None or (
+            isinstance(self.start_from, str) and self.start_from.strip()),
+            "null (random weights), pretrained (timm's weights) or an init (hf-hub:..., local-dir:..., a folder)")
         _refuse_duplicate_names(self.tasks)
         self.compute  # noqa: B018 - validates precision, channels_last and compile now
-        _require("device_data_gb", self.device_data_gb, _is_number(self.device_data_gb) and self.device_data_gb >= 0,
-                 "a number of GB >= 0 (0 keeps every split on the host)")
+        gb = self.device_data_gb
+        _require("device_data_gb", gb, _is_number(gb) and math.isfinite(gb) and gb >= 0,
+                 "a finite number of GB >= 0 (0 keeps every split on the host)")
 
     @property
     def compute(self) -> ComputeConfig:
@@ -142,7 +148,8 @@ def identity(config: MetaTrainConfig) -> dict[str, Any]:
 
 
 # timm.create_model arguments the trainer sets itself (per task, or never for an init).
-RESERVED_MODEL_KWARGS = ("num_classes", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay",
+# in_chans too: decoded images are always RGB.
+RESERVED_MODEL_KWARGS = ("num_classes", "in_chans", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay",
                          "checkpoint_path", "cache_dir", "device", "dtype", "features_only")
 
 
@@ -160,6 +167,9 @@ def check_model_kwargs(model_kwargs: Any) -> None:
     """
     _require("model_kwargs", model_kwargs, isinstance(model_kwargs, Mapping),
              "a mapping of timm.create_model arguments, e.g. {img_size: 32}")
+    not_names = [k for k in model_kwargs if not isinstance(k, str) or not k.isidentifier()]
+    if not_names:
+        raise ConfigError(f"model_kwargs keys must be argument names, got {not_names!r}")
     reserved = [k for k in model_kwargs if k in RESERVED_MODEL_KWARGS]
     if reserved:
         raise ConfigError(f"model_kwargs may not set {', '.join(map(str, reserved))} (the trainer sets it); "

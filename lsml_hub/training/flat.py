@@ -39,17 +39,28 @@ def flatten_params_(params: Sequence[nn.Parameter], channels_last: bool = False)
     if not params:
         raise ValueError("no parameters to flatten")
     flat = flat_values(params, channels_last)
-    offset = 0
+    for p, view in zip(params, param_views(flat, params, channels_last)):
+        p.data = view
+    return flat
+
+
+def param_views(flat: torch.Tensor, params: Sequence[torch.Tensor], channels_last: bool = False) -> list[torch.Tensor]:
+    """``flat`` (in :func:`flatten_params_`'s layout) seen as one tensor per parameter, shaped as each.
+
+    Example:
+        >>> [v.shape for v in param_views(torch.arange(5.), [torch.zeros(2, 1), torch.zeros(3)])]
+        [torch.Size([2, 1]), torch.Size([3])]
+    """
+    views, offset = [], 0
     for p in params:
-        n = p.numel()
-        segment = flat[offset:offset + n]
+        segment = flat[offset:offset + p.numel()]
         if channels_last and p.dim() == 4:
             out_c, in_c, h, w = p.shape
-            p.data = segment.view(out_c, h, w, in_c).permute(0, 3, 1, 2)
+            views.append(segment.view(out_c, h, w, in_c).permute(0, 3, 1, 2))
         else:
-            p.data = segment.view_as(p)
-        offset += n
-    return flat
+            views.append(segment.view_as(p))
+        offset += p.numel()
+    return views
 
 
 def _in_flat_order(t: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lsml_hub._seed import derive_seed
+from lsml_hub.algorithms import HVP, INNER_STEPS, QUERY_GRAD, Independent, InnerStep, MetaAlgorithm, TaskSignals
 from lsml_hub.compute import ComputeConfig
-from lsml_hub.data import Augment, BatchStream, ImageTensors, Task
+from lsml_hub.data import Augment, Batch, BatchStream, ImageTensors, Task
 from lsml_hub.errors import DataError
 from lsml_hub.evaluation import EvalResult, evaluate_model, train_step
-from lsml_hub.models import check_input_size, create_backbone, split_backbone_head
+from lsml_hub.models import body_buffers, check_input_size, create_backbone, split_backbone_head
 from lsml_hub.training.config import InnerConfig
-from lsml_hub.training.flat import flat_values, flatten_params_
+from lsml_hub.training.flat import flat_values, flatten_params_, param_views
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +38,15 @@ def make_optimizer(params: Sequence[nn.Parameter], cfg: InnerConfig, *, fused: b
     """
     kwargs = {"fused": True} if fused else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=cfg.nesterov and cfg.momentum > 0, **kwargs)
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                    nesterov=cfg.nesterov and cfg.momentum > 0, **kwargs)
+        if fused and cfg.momentum > 0:
+            # Fused SGD makes its momentum buffers with empty_like on the first step and leaves them unwritten
+            # when the scaler skips that step (an overflow, common at the first scale). Zero buffers are the
+            # same maths (with no dampening, 0.9 · 0 + g = g) and never hold garbage.
+            for p in params:
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        return optimizer
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -73,8 +83,14 @@ class LearnerSetup:
     mean_std: tuple[tuple[float, ...], tuple[float, ...]]
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
-    with_query: bool = False
+    algorithm: MetaAlgorithm = field(default_factory=Independent)
     data_budget: DataBudget = field(default_factory=lambda: DataBudget(0))
+    #: The start's BatchNorm statistics, every task's first (empty: each model's own, as built).
+    start_statistics: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+    def needs(self, signal: str) -> bool:
+        """Whether the meta-learning rule asks the learners for ``signal`` (QUERY_GRAD, HVP, INNER_STEPS)."""
+        return signal in self.algorithm.needs
 
     def stream(self, data: ImageTensors, task: Task, seed: int) -> BatchStream:
         mean, std = self.mean_std
@@ -96,7 +112,12 @@ class LearnerSetup:
 
 @dataclass
 class TaskLearner:
-    """Task ``index``'s model θ_t = (body, head): the body is a flat view that meta-updates move."""
+    """Task ``index``'s model θ_t = (body, head): the body is a flat view that meta-updates move.
+
+    Besides training, it hands the meta-learning rule what the rule asks for (:meth:`signals`): its
+    held-out gradient, Hessian-vector products of its training loss, its inner steps; and it keeps the
+    rule's per-task tensors (``algo_state``) with its own state.
+    """
 
     index: int
     task: Task
@@ -109,7 +130,10 @@ class TaskLearner:
     forward: Callable[[torch.Tensor], torch.Tensor]
     scaler: torch.amp.GradScaler | None = None
     query_stream: BatchStream | None = None
+    hvp_stream: BatchStream | None = None
+    algo_state: dict[str, torch.Tensor] = field(default_factory=dict)
     resets: int = 0
+    steps_since_reset: int = 0
 
     @classmethod
     def create(cls, index: int, task: Task, phi: torch.Tensor, setup: LearnerSetup) -> TaskLearner:
@@ -131,51 +155,117 @@ class TaskLearner:
         body_params = list(split_backbone_head(model).body.values())
         body = flatten_params_(body_params, channels_last=compute.channels_last)
         body.copy_(phi)
+        with torch.no_grad():
+            statistics = body_buffers(model)
+            for name, value in setup.start_statistics.items():
+                statistics[name].copy_(value)
         forward = compute.prepare(model)  # after flattening: the body's layout comes from the flat buffer
         if any(p.untyped_storage().data_ptr() != body.untyped_storage().data_ptr() for p in body_params):
             raise RuntimeError(f"{setup.arch}: a backbone parameter left the flat buffer; meta-updates would miss it")
         data = setup.place(task.tensors("train"), task)
         stream = setup.stream(data, task, task_seed(setup.seed, index, 1))
-        query = setup.stream(data, task, task_seed(setup.seed, index, 2)) if setup.with_query else None
+        query = setup.stream(data, task, task_seed(setup.seed, index, 2)) if setup.needs(QUERY_GRAD) else None
+        # Four seed parts: a stream unlike any of task_seed's salts (hard resets use 4, 5, ...).
+        hvp = setup.stream(data, task, derive_seed(setup.seed, index, 2, 1)) if setup.needs(HVP) else None
         scaler = compute.grad_scaler(setup.device)
-        optimizer = make_optimizer(list(model.parameters()), setup.inner, fused=scaler is not None)
-        return cls(index, task, model, body, body_params, optimizer, stream, setup, forward, scaler, query)
+        optimizer = _task_optimizer(model, body_params, setup, fused=scaler is not None)
+        return cls(index, task, model, body, body_params, optimizer, stream, setup, forward, scaler, query, hvp,
+                   algo_state=setup.algorithm.task_state(body))
 
     def inner_step(self) -> torch.Tensor:
         """One optimizer step on the next batch; returns the (detached) batch loss.
 
         The model stays in train mode throughout: only :meth:`evaluate` leaves it, and it switches back.
+        A rule that needs INNER_STEPS sees the step's loss, gradient and parameter change.
         """
-        return train_step(self.forward, next(self.stream), self.optimizer, compute=self.setup.compute,
+        observe = self.setup.needs(INNER_STEPS)
+        before = self.body.clone() if observe else None
+        loss = train_step(self.forward, next(self.stream), self.optimizer, compute=self.setup.compute,
                           scaler=self.scaler)
+        if observe:
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.body_params]
+            grad = flat_values(grads, self.setup.compute.channels_last)
+            if self.scaler is not None:
+                # A step the scaler skipped (an overflow) left inf gradients and no update: it adds nothing.
+                grad = torch.where(torch.isfinite(grad).all(), grad, torch.zeros_like(grad))
+            step = InnerStep(loss, grad, self.body - before, self.steps_since_reset)
+            self.setup.algorithm.observe_(self.algo_state, step)
+        self.steps_since_reset += 1
+        return loss
 
-    def query_grad(self) -> torch.Tensor:
-        """Flat gradient of the body on a held-out batch at the current θ (FOMAML's meta-gradient), in fp32."""
+    def signals(self) -> TaskSignals:
+        """What the meta-learning rule asked for, at the current θ_t."""
+        setup = self.setup
+        query = self.query_grad(setup.algorithm.query_batches) if setup.needs(QUERY_GRAD) else None
+        return TaskSignals(self.body, self.algo_state, query_grad=query,
+                           hvp=self.hessian_vector_product() if setup.needs(HVP) else None)
+
+    def query_grad(self, batches: int = 1) -> torch.Tensor:
+        """Flat backbone gradient, averaged over ``batches`` held-out batches, at the current θ (in fp32)."""
         assert self.query_stream is not None, "learner was built without a query stream"
-        batch = next(self.query_stream)
-        # Train mode (batch statistics, as MAML's inner loop uses), but the held-out batch must not
-        # move the running statistics: it is for the meta-gradient only, never for training θ.
-        saved = [b.clone() for b in self.model.buffers()]
-        with self.setup.compute.autocast(batch.images.device):
-            logits = self.forward(batch.images)
-        loss = F.cross_entropy(logits.float(), batch.labels)
-        grads = torch.autograd.grad(loss, self.body_params)
-        with torch.no_grad():  # after the backward pass, which checks the buffers' versions
-            for buffer, value in zip(self.model.buffers(), saved):
-                buffer.copy_(value)
+        total = self.gradient_on(next(self.query_stream))
+        for _ in range(batches - 1):
+            total.add_(self.gradient_on(next(self.query_stream)))
+        return total.div_(batches)
+
+    def gradient_on(self, batch: Batch) -> torch.Tensor:
+        """Flat backbone gradient of the loss on ``batch`` at the current θ, leaving θ and its statistics alone.
+
+        Train mode (batch statistics, as MAML's inner loop uses), but the batch must not move the running
+        statistics: it is for a meta-gradient only, never for training θ.
+        """
+        with self._frozen_statistics(), _requiring_grad(self.body_params):
+            with self.setup.compute.autocast(batch.images.device):
+                logits = self.forward(batch.images)
+            grads = torch.autograd.grad(F.cross_entropy(logits.float(), batch.labels), self.body_params)
         return flat_values(grads, self.setup.compute.channels_last)
+
+    def hessian_vector_product(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``v ↦ H v``, H the Hessian of the training loss at the current θ on one batch (fp32, eager).
+
+        The batch comes from a stream of its own, so the training trajectory does not depend on it.
+        """
+        assert self.hvp_stream is not None, "learner was built without a Hessian-vector product stream"
+        batch = next(self.hvp_stream)
+        channels_last = self.setup.compute.channels_last
+        # Fused attention kernels have no double backward; the math kernel does (transformers).
+        with self._frozen_statistics(), _requiring_grad(self.body_params), sdpa_kernel(SDPBackend.MATH):
+            loss = F.cross_entropy(self.model(batch.images), batch.labels)
+            grads = torch.autograd.grad(loss, self.body_params, create_graph=True)
+
+        def hvp(v: torch.Tensor) -> torch.Tensor:
+            with _requiring_grad(self.body_params):
+                dot = sum((g * u).sum() for g, u in zip(grads, param_views(v, self.body_params, channels_last)))
+                products = torch.autograd.grad(dot, self.body_params, retain_graph=True)
+            return flat_values(products, channels_last)
+
+        return hvp
+
+    @contextlib.contextmanager
+    def _frozen_statistics(self) -> Iterator[None]:
+        # BatchNorm layers keep normalizing with batch statistics but stop updating their running ones,
+        # so nothing is written in place: a graph kept for Hessian-vector products stays valid.
+        tracking = [m for m in self.model.modules() if getattr(m, "track_running_stats", False)]
+        for module in tracking:
+            module.track_running_stats = False
+        try:
+            yield
+        finally:
+            for module in tracking:
+                module.track_running_stats = True
 
     def reset_(self, phi: torch.Tensor, hard: bool) -> None:
         """θ_t.body ← φ; a hard reset also draws a new head and forgets the optimizer state."""
         self.body.copy_(phi)
         self.resets += 1
+        self.steps_since_reset = 0
+        self.setup.algorithm.restart_(self.algo_state)
         if hard:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(task_seed(self.setup.seed, self.index, 3 + self.resets))
                 self.model.reset_classifier(self.task.num_classes)
             self.model.get_classifier().to(self.body.device)
-            self.optimizer = make_optimizer(list(self.model.parameters()), self.setup.inner,
-                                            fused=self.scaler is not None)
+            self.optimizer = _task_optimizer(self.model, self.body_params, self.setup, fused=self.scaler is not None)
 
     def evaluate(self, max_batches: int | None = None) -> EvalResult:
         """Mean loss and accuracy on the eval split (the first ``max_batches`` batches when given)."""
@@ -189,8 +279,7 @@ class TaskLearner:
 
     def body_buffers(self) -> dict[str, torch.Tensor]:
         """Floating-point buffers of the backbone (BatchNorm running statistics)."""
-        head = {id(b) for b in self.model.get_classifier().buffers()}
-        return {n: b for n, b in self.model.named_buffers() if b.is_floating_point() and id(b) not in head}
+        return body_buffers(self.model)
 
     def state_dict(self) -> dict[str, Any]:
         state = {
@@ -201,8 +290,13 @@ class TaskLearner:
         }
         if self.query_stream is not None:
             state["query_stream"] = self.query_stream.state_dict()
+        if self.hvp_stream is not None:
+            state["hvp_stream"] = self.hvp_stream.state_dict()
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.algo_state:
+            state["algorithm"] = _to_cpu(self.algo_state)
+        state["steps_since_reset"] = self.steps_since_reset
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -211,9 +305,35 @@ class TaskLearner:
         self.stream.load_state_dict(state["stream"])
         if self.query_stream is not None and "query_stream" in state:
             self.query_stream.load_state_dict(state["query_stream"])
+        if self.hvp_stream is not None and "hvp_stream" in state:
+            self.hvp_stream.load_state_dict(state["hvp_stream"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        for name, value in state.get("algorithm", {}).items():
+            self.algo_state[name].copy_(value)
+        self.steps_since_reset = int(state.get("steps_since_reset", 0))
         self.resets = int(state["resets"])
+
+
+def _task_optimizer(model: nn.Module, body_params: Sequence[nn.Parameter], setup: LearnerSetup, *,
+                    fused: bool) -> torch.optim.Optimizer:
+    # A rule that keeps the body at φ (ANIL) trains the head alone, and the body needs no gradient then.
+    for p in body_params:
+        p.requires_grad_(setup.algorithm.trains_body)
+    return make_optimizer([p for p in model.parameters() if p.requires_grad], setup.inner, fused=fused)
+
+
+@contextlib.contextmanager
+def _requiring_grad(params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """Gradients for ``params`` inside the block, whatever their ``requires_grad`` (ANIL freezes the body)."""
+    was = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, was):
+            p.requires_grad_(flag)
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -25,7 +25,7 @@ from lsml_hub.data import Task, load_task
 from lsml_hub.distributed import DistContext
 from lsml_hub.errors import ConfigError, LsmlHubError, TrainingError
 from lsml_hub.hub.format import INIT_FOLDER, foreign_init
-from lsml_hub.models import create_backbone, split_backbone_head
+from lsml_hub.models import body_buffers, split_backbone_head
 from lsml_hub.run_layout import (
     CHECKPOINT_FILE,
     INIT_SUBDIR,
@@ -40,6 +40,7 @@ from lsml_hub.training.export import averaged_buffers, build_init_model, write_i
 from lsml_hub.training.flat import flatten_params_
 from lsml_hub.training.learner import DataBudget, EvalResult, LearnerSetup, TaskLearner
 from lsml_hub.training.metrics import MetricsWriter
+from lsml_hub.training.start import start_model
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,11 @@ class MetaTrainer:
             self._resume(resume_from)
 
     def _init_phi(self) -> tuple[torch.Tensor, tuple]:
-        model = create_backbone(self.cfg.model, num_classes=1, **self.cfg.model_kwargs).to(self.ctx.device)
+        self.start = start_model(self.cfg.model, self.cfg.model_kwargs, self.cfg.start_from)
+        model = self.start.model.to(self.ctx.device)
+        if not self.algo.trains_body and not split_backbone_head(model).head:
+            raise ConfigError(f"{self.algo.name} trains only the classifier head in the inner loop, but "
+                              f"{self.cfg.model!r} has no separate head (get_classifier() holds no parameters)")
         # A fresh, detached buffer, laid out as every learner's body is (NHWC 4-D weights under channels_last).
         phi = flatten_params_(list(split_backbone_head(model).body.values()), self.compute.channels_last)
         data_cfg = resolve_data_config({}, model=model)
@@ -118,9 +123,9 @@ class MetaTrainer:
     def setup(self) -> LearnerSetup:
         """What every learner of this process shares (one device data budget among them)."""
         return LearnerSetup(self.cfg.model, self.cfg.inner, self.cfg.seed, self.ctx.device, self.mean_std,
-                            model_kwargs=self.cfg.model_kwargs, compute=self.compute,
-                            with_query=self.algo.uses_query_grad,
-                            data_budget=DataBudget(int(self.cfg.device_data_gb * 2**30)))
+                            model_kwargs=self.cfg.model_kwargs, compute=self.compute, algorithm=self.algo,
+                            data_budget=DataBudget(int(self.cfg.device_data_gb * 2**30)),
+                            start_statistics={n: b.detach().clone() for n, b in body_buffers(self.start.model).items()})
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> MetaTrainResult:
@@ -194,8 +199,7 @@ class MetaTrainer:
     def _meta_update(self) -> None:
         total = self._sum.zero_()
         for learner in self.learners:
-            grad = learner.query_grad() if self.algo.uses_query_grad else None
-            self.algo.accumulate_(total, learner.body, grad)
+            self.algo.accumulate_(total, learner.signals())
         distributed.all_reduce_sum_(self.ctx, total).div_(self.num_tasks)
         delta = self.algo.delta_(total, self.phi)
         self.algo.apply_(self.phi, [learner.body for learner in self.learners], delta)
@@ -309,6 +313,7 @@ class MetaTrainer:
                 "source_tasks": [summaries[i] for i in sorted(summaries)],
                 "steps": self.step,
                 "seed": self.cfg.seed,
+                "start": self.start.record,
                 "world_size": self.ctx.world_size,
                 "final_metrics": {k: {"loss": v.loss, "accuracy": v.accuracy} for k, v in final_eval.items()},
             }  # save_init adds the weights' sha256 and the package version

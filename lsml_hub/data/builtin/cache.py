@@ -17,7 +17,7 @@ import datasets.utils
 
 from lsml_hub._io import atomic_dir, atomic_write
 from lsml_hub.errors import ConfigError
-from lsml_hub.output_folder import OutputFolder
+from lsml_hub.output_folder import FolderNotWritableError, OutputFolder
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ TAG_FILE = "CACHEDIR.TAG"
 _TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
         "# This file is a cache directory tag created by lsml-hub (builtin datasets, decoded images).\n"
         "# For information about cache directory tags see https://bford.info/cachedir/\n")
-CACHE_FOLDER = OutputFolder("lsml-hub's cache", (TAG_FILE, SUBDIR, DECODED_SUBDIR), marker=TAG_FILE)
+# A cache written before the tag existed holds only builtin/ and decoded/; it is adopted and tagged.
+CACHE_FOLDER = OutputFolder("lsml-hub's cache", (TAG_FILE, SUBDIR, DECODED_SUBDIR), marker=TAG_FILE,
+                            also_marked_by=(SUBDIR, DECODED_SUBDIR))
 _CHECKED: set[Path] = set()
 #: The folder names cached_dataset gives: "<builtin name>-<12 hex digits of the parameters' hash>".
 ENTRY_NAME = re.compile(r"[a-z0-9_]+-[0-9a-f]{12}")
@@ -54,6 +56,8 @@ def writable_cache_root() -> Path:
     if root not in _CHECKED:
         try:
             CACHE_FOLDER.check(root, create=True)  # ranks of one run check it at once
+        except FolderNotWritableError as err:
+            raise FolderNotWritableError(f"{err} (the cache is ${CACHE_ENV}, else ~/.cache/lsml_hub)") from None
         except ConfigError as err:
             raise ConfigError(f"{err} (the cache is ${CACHE_ENV}, else ~/.cache/lsml_hub)") from None
         if not (root / TAG_FILE).exists():
@@ -72,8 +76,9 @@ def cached_dataset(
     own copy. The folder appears whole or not at all (``atomic_dir``).
     """
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    path = writable_cache_root() / SUBDIR / f"{name}-{key}"
+    path = cache_root() / SUBDIR / f"{name}-{key}"
     if not (path / "dataset_dict.json").exists():
+        writable_cache_root()  # before building: a cache that is someone else's folder, or read-only, fails now
         # The one line a first use prints: save_to_disk's own bars would add one per split.
         logger.info("materializing builtin:%s into %s (once; later uses read it from there)", name, path)
         dataset = build()
