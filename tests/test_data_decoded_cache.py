@@ -52,9 +52,9 @@ def decodes(monkeypatch) -> list[int]:
     """Counts the decodes ``Task.tensors`` runs (each entry: the split's length)."""
     calls: list[int] = []
 
-    def counting(ds, image_size, desc="decoding"):
+    def counting(ds, image_size, desc="decoding", out=None):
         calls.append(len(ds))
-        return to_tensors(ds, image_size, desc)
+        return to_tensors(ds, image_size, desc, out=out)
 
     monkeypatch.setattr(task_module, "to_tensors", counting)
     return calls
@@ -160,9 +160,9 @@ def test_in_memory_dataset_is_decoded_every_time_and_never_written(cache_dir):
     assert decoded_cache.cache_key(ds, 12) is None
     calls = []
 
-    def decode():
+    def decode(out=None):
         calls.append(1)
-        return to_tensors(ds, 12)
+        return to_tensors(ds, 12, out=out)
 
     for _ in range(2):
         assert len(decoded_cache.load_or_decode(ds, 12, decode)) == 6
@@ -172,7 +172,10 @@ def test_in_memory_dataset_is_decoded_every_time_and_never_written(cache_dir):
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_corrupt_entry_is_decoded_again_with_a_warning_and_rewritten(saved, cache_dir, damage, monkeypatch, caplog):
-    expected = load_task(saved).tensors("train")
+    first = load_task(saved).tensors("train")  # read back from the entry's memory map
+    # A copy: the damage below rewrites the file in place, under the map (lsml-hub's writers replace it).
+    expected = ImageTensors(first.images.clone(), first.labels.clone())
+    del first
     [entry] = _entries(cache_dir)
     raw = entry.read_bytes()
     entry.write_bytes({"truncate": raw[:-100], "garbage": b"\x00not a safetensors file" * 8, "empty": b""}[damage])
@@ -270,3 +273,30 @@ def test_a_cache_from_before_the_tag_is_adopted_and_tagged(saved, tmp_path, monk
     monkeypatch.setenv("LSML_HUB_CACHE", str(old))
     load_task(saved).tensors("eval")
     assert (old / "CACHEDIR.TAG").is_file() and any((old / "decoded").iterdir())
+
+
+def test_a_miss_decodes_straight_into_the_entry_file(saved, cache_dir):
+    ds = load_task(saved).train
+    outs = []
+
+    def decode(out=None):
+        outs.append(out)
+        return to_tensors(ds, 16, out=out)
+
+    data = decoded_cache.load_or_decode(ds, 16, decode)
+    assert len(outs) == 1 and outs[0] is not None  # no in-memory copy of the split was asked for
+    [entry] = [p for p in _entries(cache_dir) if p.name.startswith("16px-")]
+    assert torch.equal(load_file(entry)["images"], data.images)
+    assert torch.equal(data.images, to_tensors(ds, 16).images)
+
+
+def test_no_room_for_the_entry_decodes_into_memory_with_a_warning(saved, cache_dir, monkeypatch, caplog):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(decoded_cache.os, "posix_fallocate", full)
+    ds = load_task(saved).train
+    data = decoded_cache.load_or_decode(ds, 16, lambda out=None: to_tensors(ds, 16, out=out))
+    assert torch.equal(data.images, to_tensors(ds, 16).images)
+    assert "No space left on device" in caplog.text and "decoding into memory" in caplog.text
+    assert not [p for p in _entries(cache_dir) if p.name.startswith("16px-")]

@@ -285,3 +285,58 @@ def test_stratified_subset_is_deterministic_in_seed():
 def test_stratified_subset_out_of_range(n):
     with pytest.raises(DataError, match=f"asked for {n} .* 200 .*1-200"):
         stratified_subset(np.tile(np.arange(5), 40), n, seed=0)
+
+
+# -- the random resized crop of large natural images ---------------------------------------------------
+def test_large_images_get_the_random_resized_crop_and_a_task_may_choose():
+    assert Augment.for_size(224, hflip=True).resized_crop and not Augment.for_size(64, hflip=True).resized_crop
+    assert not Augment.for_size(224, hflip=True, kind="crop").resized_crop
+    assert Augment.for_size(32, hflip=False, kind="resized_crop").resized_crop
+
+
+def test_a_whole_image_box_is_the_image_and_a_flip_mirrors_it():
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2)
+    out = Augment(hflip=True, resized_crop=True).apply(images, whole, torch.tensor([False, True]))
+    torch.testing.assert_close(out[0], images[0].float(), rtol=0, atol=1e-3)
+    torch.testing.assert_close(out[1], images[1].float().flip(-1), rtol=0, atol=1e-3)
+
+
+def test_a_half_box_is_that_half_resized():
+    images = torch.arange(4.0).repeat_interleave(4).view(1, 1, 4, 4).expand(1, 3, 4, 4).contiguous()  # rows 0..3
+    top_half = torch.tensor([[0.0, 0.0, 1.0, 0.5]])
+    out = Augment(resized_crop=True).apply(images, top_half, torch.tensor([False]))
+    assert out.shape == images.shape
+    # Output rows sample the box at rows -0.25, 0.25, 0.75, 1.25 of the image (bilinear, pixel centres):
+    # the top half, stretched; the image's border row repeats above it.
+    assert out[0, 0, :, 0].tolist() == [0.0, 0.25, 0.75, 1.25]
+
+
+def test_resized_crop_boxes_respect_timms_ranges_and_fit_the_image():
+    boxes = Augment(resized_crop=True).draw(2000, torch.Generator().manual_seed(0))
+    x0, y0, w, h = boxes.unbind(1)
+    assert bool(((x0 >= 0) & (y0 >= 0) & (x0 + w <= 1 + 1e-6) & (y0 + h <= 1 + 1e-6)).all())
+    area, ratio = w * h, w / h
+    unclamped = (w < 1) & (h < 1)
+    assert float(area[unclamped].min()) >= 0.08 - 1e-6 and float(area.max()) <= 1 + 1e-6
+    assert float(ratio[unclamped].min()) >= 0.75 - 1e-6 and float(ratio[unclamped].max()) <= 4 / 3 + 1e-6
+
+
+def test_resized_crop_batches_are_a_pure_function_of_seed_and_position():
+    data = ImageTensors(torch.randint(0, 256, (20, 3, 24, 24), dtype=torch.uint8), torch.arange(20))
+    augment = Augment(hflip=True, resized_crop=True)
+    first = BatchStream(data, 6, seed=4, augment=augment)
+    batches = [next(first) for _ in range(5)]
+    again = BatchStream(data, 6, seed=4, augment=augment)
+    again.load_state_dict({"position": 18})
+    assert torch.equal(next(again).images, batches[3].images)
+    assert batches[0].images.dtype == torch.float32 and batches[0].images.shape == (6, 3, 24, 24)
+
+
+def test_a_task_spec_names_its_augmentation():
+    from lsml_hub.data import TaskSpec
+    from lsml_hub.errors import ConfigError
+
+    assert TaskSpec.parse("owner/name?augment=resized_crop").augment == "resized_crop"
+    with pytest.raises(ConfigError, match="task spec key 'augment' must be one of crop, resized_crop, got 'flip'"):
+        TaskSpec.parse("owner/name?augment=flip")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import mmap
 import os
 import re
 import struct
@@ -90,8 +92,12 @@ def entry_path(key: CacheKey) -> Path:
     return cache_root() / SUBDIR / key.filename
 
 
-def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[[], ImageTensors]) -> ImageTensors:
-    """``ds`` decoded at ``image_size``: read from the cache, else ``decode()`` and stored for next time.
+def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[..., ImageTensors]) -> ImageTensors:
+    """``ds`` decoded at ``image_size``: read from the cache, else decoded straight into a new entry.
+
+    ``decode(out=None)`` decodes the split, into ``out`` (a uint8 ``[N, 3, S, S]`` tensor) when given.
+    A miss decodes into the entry's file through a memory map, so a split larger than memory (100,000
+    images at 224 px: 15 GB) is never held in RAM whole; the entry is then read back memory-mapped.
 
     A missing, unreadable or mismatching entry never fails the run: it is decoded again (with a
     warning unless simply missing) and rewritten; a read-only cache is read and not written (with a
@@ -116,9 +122,39 @@ def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[[], I
     except FolderNotWritableError as err:  # a read-only cache (a shared one, say) costs a decode, not the run
         logger.warning("not caching the decoded images: %s", err)
         return decode()
-    data = decode()
-    _write_or_warn(path, key, data)
+    try:
+        data = decode_into_entry(path, key, label_tensor(ds), decode)
+    except OSError as err:  # no room for the entry (reserved before decoding): decode into memory instead
+        logger.warning("could not write decoded cache entry %s (%s); decoding into memory", path, err)
+        return decode()
+    logger.info("wrote %d decoded images (%d px) to %s", len(data), key.image_size, path)
     return data
+
+
+def decode_into_entry(path: Path, key: CacheKey, labels: torch.Tensor,
+                      decode: Callable[..., ImageTensors]) -> ImageTensors:
+    """Write the entry of ``key`` at ``path`` by decoding straight into its file, then read it back.
+
+    The file's space is reserved first (``posix_fallocate``), so a full disk is an OSError before
+    any decoding, never a crash while writing through the memory map. The file appears under ``path``
+    only once complete (``atomic_write``).
+    """
+    shape = (len(labels), 3, key.image_size, key.image_size)
+    nbytes = math.prod(shape)
+    with atomic_write(path, "wb") as f:
+        # int64 labels first: right after the 8-byte-padded header they are 8-byte aligned for any N and S.
+        f.write(_safetensors_header({"labels": (labels.dtype, tuple(labels.shape)), "images": (torch.uint8, shape)},
+                                    key.metadata(len(labels))))
+        f.write(_raw_bytes(labels))
+        f.flush()
+        start = f.tell()
+        os.posix_fallocate(f.fileno(), start, nbytes)
+        with mmap.mmap(f.fileno(), start + nbytes) as mapped:
+            images = torch.frombuffer(mapped, dtype=torch.uint8, count=nbytes, offset=start).view(shape)
+            decode(out=images)
+            del images  # the map cannot close while a tensor still points into it
+            mapped.flush()
+    return read_entry(path, key, labels)
 
 
 def _read_or_none(path: Path, key: CacheKey, ds: datasets.Dataset) -> ImageTensors | None:
@@ -155,15 +191,6 @@ def read_entry(path: Path, key: CacheKey, labels: torch.Tensor) -> ImageTensors:
     return data
 
 
-def _write_or_warn(path: Path, key: CacheKey, data: ImageTensors) -> None:
-    try:
-        write_entry(path, key, data)
-    except OSError as err:  # a full or read-only disk costs the next run a decode, not this one its data
-        logger.warning("could not write decoded cache entry %s (%s)", path, err)
-        return
-    logger.info("wrote %d decoded images (%d px) to %s", len(data), key.image_size, path)
-
-
 def write_entry(path: Path, key: CacheKey, data: ImageTensors) -> None:
     """Write ``data`` to ``path`` atomically as a safetensors file with ``key``'s metadata."""
     # int64 labels first: right after the 8-byte-padded header they are 8-byte aligned for any N and S.
@@ -177,16 +204,23 @@ def _stream_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata
     # needs a path, not atomic_write's file; the format is simple enough to stream: an 8-byte header
     # length, a JSON header padded to 8 bytes, then each tensor's raw bytes in order (native order,
     # little-endian on every platform torch supports, as safetensors requires).
+    f.write(_safetensors_header({name: (t.dtype, tuple(t.shape)) for name, t in tensors.items()}, metadata))
+    for tensor in tensors.values():
+        f.write(_raw_bytes(tensor))
+
+
+def _safetensors_header(tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]], metadata: dict[str, str]) -> bytes:
+    """The 8-byte length and the padded JSON header of a file holding ``tensors`` (dtype, shape) in order."""
     header: dict[str, object] = {"__metadata__": metadata}
     offset = 0
-    for name, tensor in tensors.items():
-        end = offset + tensor.numel() * tensor.element_size()
-        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
-                        "data_offsets": [offset, end]}
+    for name, (dtype, shape) in tensors.items():
+        end = offset + math.prod(shape) * dtype.itemsize
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, end]}
         offset = end
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    f.write(struct.pack("<Q", len(raw)))
-    f.write(raw)
-    for tensor in tensors.values():
-        f.write(memoryview(tensor.detach().cpu().contiguous().numpy()).cast("B"))
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _raw_bytes(tensor: torch.Tensor) -> memoryview:
+    return memoryview(tensor.detach().cpu().contiguous().numpy()).cast("B")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from lsml_hub.data.stream import AUGMENTS
 from lsml_hub.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
@@ -61,6 +62,9 @@ class TaskSpec:
         image_size: Side length images are resized to; defaults to the source's own size.
         hflip: Random horizontal flips in training; defaults to on for natural images, off for
             builtin glyphs and digits.
+        augment: ``"crop"`` (pad and crop, for small images) or ``"resized_crop"`` (timm's random
+            resized crop, for large natural images); by default chosen by the image size (128 px and up:
+            resized crop).
         samples_per_class: Train samples per class for generated builtin sources.
         seed: Seed of generated builtin sources and of the held-out eval split.
 
@@ -80,6 +84,7 @@ class TaskSpec:
     classes: tuple[int, ...] | None = None
     image_size: int | None = None
     hflip: bool | None = None
+    augment: str | None = None
     samples_per_class: int | None = None
     seed: int = 0
 
@@ -92,6 +97,8 @@ class TaskSpec:
             if value is not None and not (_is_int(value) and value > 0):
                 raise ConfigError(f"task spec key {key!r} must be a positive integer, got {value!r} "
                                   f"(in the spec of {self.source})")
+        if self.augment is not None and self.augment not in AUGMENTS:
+            raise ConfigError(f"task spec key 'augment' must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         if not (_is_int(self.seed) and self.seed >= 0):
             raise ConfigError(f"task spec key 'seed' must be an integer >= 0, got {self.seed!r}")
 

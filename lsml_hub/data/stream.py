@@ -7,6 +7,7 @@ flip) is drawn from a generator seeded by ``(seed, e)``, so the stream is a pure
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -59,17 +60,79 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
+#: ``Augment`` kinds: the CIFAR recipe (pad, then crop) and timm's random resized crop.
+AUGMENTS = ("crop", "resized_crop")
+#: Images at least this large get the random resized crop unless a task says otherwise.
+RESIZED_CROP_MIN_SIZE = 128
+
+
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation: random crop after zero padding, and optional horizontal flip."""
+    """Training augmentation, run on the batch's device: a random crop, and optional horizontal flips.
 
-    padding: int
-    hflip: bool
+    Args:
+        padding: Pad-and-crop: zero padding on each side before a random crop back to the image size
+            (small images; 4 px at 32 px, as the CIFAR recipe).
+        hflip: Flip half of the images horizontally.
+        resized_crop: Instead, timm's ``RandomResizedCrop`` for large natural images: a box of a random
+            ``scale`` of the area and aspect ``ratio`` (log-uniform), resized back to the image size
+            (bilinear, sampling the image through the box, so pixels just outside it blend in at its
+            edges as in a resize of the whole image). A box too large for the image is clamped to it,
+            where timm would retry ten times and then take a center crop; and the box is cut from the
+            decoded image, not from the original file.
+        scale, ratio: The resized crop's area fraction and aspect ratio ranges (timm's defaults).
+
+    Example:
+        >>> Augment.for_size(32, hflip=False), Augment.for_size(224, hflip=True).resized_crop
+        (Augment(padding=4, hflip=False, resized_crop=False, scale=(0.08, 1.0), ratio=(0.75, 1.3333333333333333)), True)
+    """
+
+    padding: int = 0
+    hflip: bool = False
+    resized_crop: bool = False
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
     @classmethod
-    def for_size(cls, image_size: int, hflip: bool) -> Augment:
-        """The CIFAR recipe scaled to the image: 4 px padding at 32 px."""
+    def for_size(cls, image_size: int, hflip: bool, kind: str | None = None) -> Augment:
+        """``kind`` ("crop" or "resized_crop"), by default chosen by the image size."""
+        if kind is None:
+            kind = "resized_crop" if image_size >= RESIZED_CROP_MIN_SIZE else "crop"
+        if kind == "resized_crop":
+            return cls(hflip=hflip, resized_crop=True)
         return cls(padding=max(1, image_size // 8), hflip=hflip)
+
+    def draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Each of ``n`` samples' crop: ``(row, col)`` offsets, or ``(x0, y0, w, h)`` boxes in image fractions."""
+        if not self.resized_crop:
+            return torch.randint(0, 2 * self.padding + 1, (n, 2), generator=gen)
+        area = torch.empty(n).uniform_(*self.scale, generator=gen)
+        log_ratio = torch.empty(n).uniform_(math.log(self.ratio[0]), math.log(self.ratio[1]), generator=gen)
+        w = (area * log_ratio.exp()).sqrt().clamp(max=1.0)
+        h = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
+        x0 = torch.rand(n, generator=gen) * (1 - w)
+        y0 = torch.rand(n, generator=gen) * (1 - h)
+        return torch.stack([x0, y0, w, h], dim=1)
+
+    def apply(self, images: torch.Tensor, crops: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        """The augmented batch (uint8 for pad-and-crop, float in 0..255 for the resized crop)."""
+        if self.resized_crop:
+            return _resized_crop_and_flip(images, crops, flips)
+        return _crop_and_flip(images, crops, flips, self.padding)
+
+
+def _resized_crop_and_flip(images: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    # One affine grid per sample maps the output square onto its box (mirrored when flipped); bilinear
+    # sampling resizes. Normalized coordinates: -1 and 1 are the outer edges of the border pixels.
+    x0, y0, w, h = boxes.to(torch.float32).unbind(1)
+    theta = torch.zeros(len(images), 2, 3, device=images.device)
+    theta[:, 0, 0] = torch.where(flips, -w, w)
+    theta[:, 0, 2] = 2 * x0 + w - 1
+    theta[:, 1, 1] = h
+    theta[:, 1, 2] = 2 * y0 + h - 1
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)
 
 
 def _crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, padding: int) -> torch.Tensor:
@@ -137,8 +200,7 @@ class BatchStream:
         n, where = len(self.data), self.data.labels.device
         self._order = to_device(torch.randperm(n, generator=gen), where)
         if self.augment is not None:
-            offsets = torch.randint(0, 2 * self.augment.padding + 1, (n, 2), generator=gen)
-            self._offsets = to_device(offsets, where)
+            self._offsets = to_device(self.augment.draw(n, gen), where)
             self._flips = to_device((torch.rand(n, generator=gen) < 0.5) & self.augment.hflip, where)
         self._epoch = epoch
 
@@ -162,7 +224,7 @@ class BatchStream:
         device = self.normalize.device
         images = to_device(self.data.images[idx], device)  # uint8: a quarter of the bytes of float
         if self.augment is not None:
-            images = _crop_and_flip(images, to_device(offsets, device), to_device(flips, device), self.augment.padding)
+            images = self.augment.apply(images, to_device(offsets, device), to_device(flips, device))
         labels = to_device(self.data.labels[idx], device)
         return Batch(images=self.normalize(images), labels=labels)
 

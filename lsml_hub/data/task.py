@@ -44,6 +44,7 @@ class Task:
         class_names: One name per class; labels are 0..num_classes-1.
         image_size: Side length images are resized to.
         hflip: Whether training flips images horizontally.
+        augment: The spec's augmentation kind, None to choose by image size (see ``Augment.for_size``).
         revision: For a Hub dataset, the commit its data was read at (the requested revision when
             that could not be resolved); None for builtin and local sources.
     """
@@ -56,6 +57,7 @@ class Task:
     image_size: int
     hflip: bool
     revision: str | None = None
+    augment: str | None = None
     _tensors: dict[str, ImageTensors] = field(default_factory=dict, repr=False)
 
     @property
@@ -72,7 +74,7 @@ class Task:
         if split not in self._tensors:
             ds = getattr(self, split)
             self._tensors[split] = load_or_decode(
-                ds, self.image_size, lambda: to_tensors(ds, self.image_size, f"{self.name}/{split}"))
+                ds, self.image_size, lambda out=None: to_tensors(ds, self.image_size, f"{self.name}/{split}", out=out))
         return self._tensors[split]
 
     def summary(self) -> dict[str, Any]:
@@ -123,6 +125,7 @@ def load_task(spec: TaskSpec | str | Mapping[str, Any]) -> Task:
         image_size=spec.image_size or _default_image_size(spec, train),
         hflip=spec.hflip if spec.hflip is not None else _default_hflip(spec),
         revision=raw.revision,
+        augment=spec.augment,
     )
 
 

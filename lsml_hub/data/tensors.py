@@ -52,8 +52,12 @@ class ImageTensors:
         return ImageTensors(images=self.images.to(device), labels=self.labels.to(device))
 
 
-def to_tensors(ds: datasets.Dataset, image_size: int, desc: str = "decoding") -> ImageTensors:
+def to_tensors(ds: datasets.Dataset, image_size: int, desc: str = "decoding",
+               out: torch.Tensor | None = None) -> ImageTensors:
     """Decode every image of ``ds`` (converted to RGB, so grey becomes 3 channels) and resize it.
+
+    ``out`` (uint8 ``[len(ds), 3, S, S]``, e.g. a memory-mapped file) receives the images instead of a
+    new tensor in memory.
 
     Example:
         >>> from lsml_hub.data import load_task
@@ -64,7 +68,10 @@ def to_tensors(ds: datasets.Dataset, image_size: int, desc: str = "decoding") ->
         input_size=(3, image_size, image_size), is_training=False, crop_pct=1.0,
         interpolation="bilinear", use_prefetcher=True,
     )
-    images = torch.empty((len(ds), 3, image_size, image_size), dtype=torch.uint8)
+    shape = (len(ds), 3, image_size, image_size)
+    images = torch.empty(shape, dtype=torch.uint8) if out is None else out
+    if tuple(images.shape) != shape or images.dtype != torch.uint8:
+        raise ValueError(f"out must be uint8 {shape}, got {images.dtype} {tuple(images.shape)}")
     done = 0
     with tqdm(total=len(ds), desc=desc, unit="img", leave=False, disable=len(ds) < 20_000) as bar:
         for batch in ds.iter(batch_size=_DECODE_BATCH):

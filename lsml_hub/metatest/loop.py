@@ -140,10 +140,9 @@ def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfi
     scaler = compute.grad_scaler(device)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config)
-    stream = BatchStream(
-        train, config.batch_size, seed=config.seed, augment=Augment.for_size(inputs.image_size, task.hflip),
-        mean=inputs.mean, std=inputs.std, device=device, channels_last=compute.channels_last,
-    )
+    augment = Augment.for_size(inputs.image_size, task.hflip, task.augment)
+    stream = BatchStream(train, config.batch_size, seed=config.seed, augment=augment, mean=inputs.mean,
+                         std=inputs.std, device=device, channels_last=compute.channels_last)
     history: list[EvalPoint] = []
     # Summed on the device and read at eval points only, so a GPU step never waits for the host.
     loss_sum, since = torch.zeros((), device=device), 0

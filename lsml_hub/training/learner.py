@@ -95,7 +95,7 @@ class LearnerSetup:
     def stream(self, data: ImageTensors, task: Task, seed: int) -> BatchStream:
         mean, std = self.mean_std
         return BatchStream(data, self.inner.batch_size, seed=seed, mean=mean, std=std,
-                           augment=Augment.for_size(task.image_size, task.hflip), device=self.device,
+                           augment=Augment.for_size(task.image_size, task.hflip, task.augment), device=self.device,
                            channels_last=self.compute.channels_last)
 
     def place(self, data: ImageTensors, task: Task) -> ImageTensors:
