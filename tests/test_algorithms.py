@@ -1,4 +1,4 @@
-"""The meta-update rules: hand-computed shifts and the equalities of DESIGN.md §3."""
+"""The meta-update rules: hand-computed shifts and the equalities of the README's "The algorithm"."""
 
 from __future__ import annotations
 

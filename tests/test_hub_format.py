@@ -1,4 +1,4 @@
-"""save_init writes DESIGN.md §5's folder: headless safetensors, timm config + lsml block, model card."""
+"""save_init writes the README's init folder: headless safetensors, timm config + lsml block, model card."""
 
 from __future__ import annotations
 

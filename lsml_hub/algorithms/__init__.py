@@ -1,4 +1,4 @@
-"""Meta-update rules as pure tensor math (DESIGN.md §3): one small object per algorithm.
+"""Meta-update rules as pure tensor math (the README's "The algorithm"): one small object per algorithm.
 
 Example:
     >>> algo = build_algorithm({"name": "reptile", "meta_lr": 1.0, "reset_period": 100})

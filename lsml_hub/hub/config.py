@@ -1,7 +1,7 @@
 """``config.json`` of an init: timm's keys plus the namespaced ``"lsml"`` block.
 
 timm reads ``architecture``, ``num_classes``, ``model_args`` and ``pretrained_cfg``; everything this
-package adds lives under ``"lsml"`` so that timm ignores it (DESIGN.md §5).
+package adds lives under ``"lsml"`` so that timm ignores it.
 """
 
 from __future__ import annotations

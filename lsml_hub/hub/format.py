@@ -1,4 +1,4 @@
-"""Write and verify an init folder: ``model.safetensors`` + ``config.json`` + ``README.md`` (DESIGN.md §5)."""
+"""Write and verify an init folder: ``model.safetensors`` + ``config.json`` + ``README.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The meta-training loop (DESIGN.md §3) on one process or many (torchrun)."""
+"""The meta-training loop (the README's "The algorithm") on one process or many (torchrun)."""
 
 from __future__ import annotations
 
