@@ -40,6 +40,12 @@ TWO_TASKS = [TINY_TASKS["printed_digits"], TINY_TASKS["greek"]]
 SUBPROCESS_TIMEOUT = 600
 
 
+def torchrun_two_processes() -> list[str]:
+    """``torchrun --standalone --nproc-per-node=2`` of this interpreter's environment."""
+    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    return [*launcher, "--standalone", "--nproc-per-node=2"]
+
+
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache folder for the whole session, whichever training module asks first."""
     root = tmp_path_factory.getbasetemp() / "lsml_training_caches"

@@ -11,7 +11,6 @@ import yaml
 from _isolation import one_thread
 from _training_helpers import (
     RECIPE,
-    TORCHRUN,
     TWO_TASKS,
     assert_same_tensors,
     finish,
@@ -19,6 +18,7 @@ from _training_helpers import (
     small_config,
     start,
     subprocess_env,
+    torchrun_two_processes,
     training_caches,
 )
 
@@ -245,10 +245,8 @@ def test_one_process_and_a_two_process_torchrun_agree_bit_for_bit(tmp_path, tmp_
     single = lsml_hub.meta_train(config(tmp_path / "one"))
     cfg = tmp_path / "two.yaml"
     cfg.write_text(yaml.safe_dump(config(tmp_path / "two")))
-    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [str(TORCHRUN.with_name("python")), "-m",
-                                                           "torch.distributed.run"]
     log = tmp_path / "torchrun.log"
-    finish(start([*launcher, "--standalone", "--nproc-per-node=2", str(RECIPE), str(cfg)],
+    finish(start([*torchrun_two_processes(), str(RECIPE), str(cfg)],
                  subprocess_env(tmp_path_factory), log), log)
     assert_same_tensors(init_tensors(tmp_path / "two" / "init"), init_tensors(single.init_dir))
 

@@ -7,21 +7,19 @@ at run time, some backward kernels add atomically), so comparisons here carry a 
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import timm
 import torch
 import yaml
 from _training_helpers import (
     RECIPE,
-    TORCHRUN,
     assert_same_tensors,
     finish,
     init_tensors,
     small_config,
     start,
     subprocess_env,
+    torchrun_two_processes,
     training_caches,
 )
 from safetensors import safe_open
@@ -122,8 +120,7 @@ def test_torchrun_with_nccl_matches_one_process(tmp_path, tmp_path_factory):
     single = lsml_hub.meta_train(gpu_config(tmp_path / "one", steps=4))
     cfg = tmp_path / "two.yaml"
     cfg.write_text(yaml.safe_dump(gpu_config(tmp_path / "two", steps=4)))
-    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [sys.executable, "-m", "torch.distributed.run"]
     log = tmp_path / "torchrun.log"
-    finish(start([*launcher, "--standalone", "--nproc-per-node=2", str(RECIPE), str(cfg)],
+    finish(start([*torchrun_two_processes(), str(RECIPE), str(cfg)],
                  subprocess_env(tmp_path_factory), log), log)
     assert_same_tensors(init_tensors(tmp_path / "two" / "init"), init_tensors(single.init_dir), atol=GPU_ATOL)

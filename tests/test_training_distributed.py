@@ -15,13 +15,13 @@ from _isolation import one_thread
 from _training_helpers import (
     RECIPE,
     TINY_TASKS,
-    TORCHRUN,
     assert_same_tensors,
     finish,
     init_tensors,
     small_config,
     start,
     subprocess_env,
+    torchrun_two_processes,
     training_caches,
 )
 
@@ -31,12 +31,6 @@ from lsml_hub.training.metrics import read_metrics
 
 TASKS = [TINY_TASKS["latin_upper"], TINY_TASKS["greek"], TINY_TASKS["printed_digits"]]
 NAMES = ["latin_upper", "greek", "printed_digits"]
-
-
-def torchrun_two_processes() -> list[str]:
-    launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [str(TORCHRUN.with_name("python")), "-m",
-                                                           "torch.distributed.run"]
-    return [*launcher, "--standalone", "--nproc-per-node=2"]
 
 
 @pytest.fixture(scope="module", autouse=True)
