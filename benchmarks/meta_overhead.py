@@ -96,7 +96,7 @@ def main() -> None:
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 rates[name].append(steps_per_second(trainers[name], args.steps))
-        imaml_update = seconds_per_call(trainers["imaml"]._meta_update) if "imaml" in trainers else None
+        imaml_update = seconds_per_call(trainers["imaml"].meta_update) if "imaml" in trainers else None
         none_step = 1 / statistics.median(rates["none"])
     median = {name: statistics.median(r) for name, r in rates.items()}
     ratios = {name: median[name] / median["none"] for name in median if name != "none"}

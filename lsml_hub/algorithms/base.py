@@ -76,8 +76,12 @@ class MetaAlgorithm(ABC):
         hard_reset: On reset, also re-create the task head and the inner optimizer state.
     """
 
-    name: ClassVar[str]
-    reference: ClassVar[str]
+    #: The name configs use (set by :func:`~lsml_hub.algorithms.register_algorithm`).
+    name: ClassVar[str] = ""
+    #: How model cards name the rule, e.g. "Continual Trajectory Shifting (CTS)"; the name when empty.
+    title: ClassVar[str] = ""
+    #: The paper to credit, e.g. "Shin et al., ..., ICML 2021"; cards leave it out when empty.
+    reference: ClassVar[str] = ""
     #: What the learners must provide: a subset of QUERY_GRAD, HVP, INNER_STEPS.
     needs: ClassVar[frozenset[str]] = frozenset()
     #: Whether the inner loop trains the backbone (False: only the head, as ANIL).
@@ -96,7 +100,8 @@ class MetaAlgorithm(ABC):
         if self.updates_at_reset:
             if self.aggregate_period not in (None, self.reset_period):
                 raise ConfigError(
-                    f"{self.name} meta-updates at every reset: algorithm.aggregate_period must equal reset_period "
+                    f"{self.name or type(self).__name__} meta-updates at every reset: "
+                    f"algorithm.aggregate_period must equal reset_period "
                     f"({self.reset_period}) or be left out, got {self.aggregate_period}; use cts for P < K"
                 )
             self.aggregate_period = self.reset_period

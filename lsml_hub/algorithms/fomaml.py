@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import torch
 
 from lsml_hub.algorithms.base import QUERY_GRAD, MetaAlgorithm, TaskSignals
+from lsml_hub.algorithms.registry import register_algorithm
 
 
+@register_algorithm
 @dataclass
 class FOMAML(MetaAlgorithm):
     """First-order MAML: φ ← φ − β · mean_t ∇L_t(θ_t) on a held-out batch of each task.
@@ -18,6 +20,7 @@ class FOMAML(MetaAlgorithm):
     """
 
     name = "fomaml"
+    title = "first-order MAML"
     reference = "Finn et al., Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks, ICML 2017"
     needs = frozenset({QUERY_GRAD})
     aggregate_period: int | None = None  # None: equal to reset_period
@@ -38,17 +41,20 @@ class FOMAML(MetaAlgorithm):
         return mean.mul_(-self.meta_lr)
 
 
+@register_algorithm
 @dataclass
 class ShiftedFOMAML(FOMAML):
     """FOMAML with continual trajectory shifting ("FOMAML++" in Shin et al., ICML 2021): P < K allowed."""
 
     name = "fomaml_shift"
+    title = "first-order MAML with continual trajectory shifting (FOMAML++)"
     reference = "Shin et al., Large-Scale Meta-Learning with Continual Trajectory Shifting, ICML 2021"
     aggregate_period: int = 1
 
     shifts = True
 
 
+@register_algorithm
 @dataclass
 class ANIL(ShiftedFOMAML):
     """ANIL: the inner loop trains only the head; φ ← φ − β · mean_t ∇_body L_t^val at every meta-update.
@@ -60,6 +66,7 @@ class ANIL(ShiftedFOMAML):
     """
 
     name = "anil"
+    title = "ANIL (almost no inner loop)"
     reference = ("Raghu et al., Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness of MAML, "
                  "ICLR 2020")
     trains_body = False

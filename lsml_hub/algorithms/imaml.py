@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from lsml_hub.algorithms.base import HVP, QUERY_GRAD, MetaAlgorithm, TaskSignals
+from lsml_hub.algorithms.registry import register_algorithm
 from lsml_hub.errors import ConfigError
 
 
@@ -39,6 +40,7 @@ def conjugate_gradient(apply_a: Callable[[torch.Tensor], torch.Tensor], b: torch
     return x
 
 
+@register_algorithm
 @dataclass
 class IMAML(MetaAlgorithm):
     """iMAML: φ ← φ − β · mean_t v_t, with (I + H_t / λ) v_t = ∇L_t^val(θ_t) solved by conjugate gradient.
@@ -65,6 +67,7 @@ class IMAML(MetaAlgorithm):
     """
 
     name = "imaml"
+    title = "implicit MAML (iMAML)"
     reference = "Rajeswaran et al., Meta-Learning with Implicit Gradients, NeurIPS 2019"
     needs = frozenset({QUERY_GRAD, HVP})
     shifts = False

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 import torch
 
 from lsml_hub.algorithms.base import MetaAlgorithm, TaskSignals
+from lsml_hub.algorithms.registry import register_algorithm
 
 
+@register_algorithm
 @dataclass
 class Independent(MetaAlgorithm):
     """Independent training of every task from the same start: φ never moves, trajectories never reset."""
 
     name = "none"
+    title = "independent training of each task from one start"
     reference = "baseline: no meta-update"
 
     def is_meta_step(self, step: int) -> bool:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import torch
 
 from lsml_hub.algorithms.base import INNER_STEPS, InnerStep, MetaAlgorithm, TaskSignals
+from lsml_hub.algorithms.registry import register_algorithm
 from lsml_hub.errors import ConfigError
 
 
+@register_algorithm
 @dataclass
 class Leap(MetaAlgorithm):
     """Leap: φ ← φ − β · mean_t g_t, with g_t the gradient of task t's path length with respect to its start.
@@ -37,6 +39,7 @@ class Leap(MetaAlgorithm):
     """
 
     name = "leap"
+    title = "Leap"
     reference = "Flennerhag et al., Transferring Knowledge across Learning Processes, ICLR 2019"
     needs = frozenset({INNER_STEPS})
     shifts = False  # every trajectory restarts from φ right after the update

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import torch
 
 from lsml_hub.algorithms.base import MetaAlgorithm, TaskSignals
+from lsml_hub.algorithms.registry import register_algorithm
 from lsml_hub.errors import ConfigError
 
 
+@register_algorithm
 @dataclass
 class ContinualTrajectoryShifting(MetaAlgorithm):
     """Continual trajectory shifting (CTS).
@@ -35,6 +37,7 @@ class ContinualTrajectoryShifting(MetaAlgorithm):
     """
 
     name = "cts"
+    title = "Continual Trajectory Shifting (CTS)"
     reference = "Shin et al., Large-Scale Meta-Learning with Continual Trajectory Shifting, ICML 2021"
 
     def accumulate_(self, total: torch.Tensor, task: TaskSignals) -> None:
@@ -44,6 +47,7 @@ class ContinualTrajectoryShifting(MetaAlgorithm):
         return mean.sub_(phi).mul_(self.meta_lr)
 
 
+@register_algorithm
 @dataclass
 class Reptile(ContinualTrajectoryShifting):
     """Reptile: a meta-update only when trajectories restart (P = K).
@@ -52,6 +56,7 @@ class Reptile(ContinualTrajectoryShifting):
     """
 
     name = "reptile"
+    title = "Reptile"
     reference = "Nichol et al., On First-Order Meta-Learning Algorithms, arXiv:1803.02999"
     aggregate_period: int | None = None  # None: equal to reset_period
     updates_at_reset = True
@@ -59,11 +64,13 @@ class Reptile(ContinualTrajectoryShifting):
     shifts = False  # every trajectory restarts from φ right after the update: shifting it would be wasted work
 
 
+@register_algorithm
 @dataclass
 class MultiTask(ContinualTrajectoryShifting):
     """Multi-task learning: every step restarts from φ (K = P = 1); β = 1 is plain multi-task SGD."""
 
     name = "multitask"
+    title = "multi-task learning"
     reference = "Caruana, Multitask Learning, Machine Learning 28, 1997"
     meta_lr: float = 1.0
     aggregate_period: int = 1

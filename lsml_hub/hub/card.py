@@ -10,7 +10,7 @@ import timm
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
-from lsml_hub.algorithms import ALGORITHMS
+from lsml_hub.algorithms import find_algorithm
 from lsml_hub.hub.config import WEIGHTS_FILE, InitConfig
 
 # Stands in for the Hub id in usage snippets until the card is rebuilt with the real one.
@@ -32,18 +32,6 @@ CITATION = """@InProceedings{pmlr-v139-shin21a,
   url = {http://proceedings.mlr.press/v139/shin21a.html}
 }"""
 
-# Display names; each algorithm's reference comes from its class (lsml_hub.algorithms), defined once there.
-ALGORITHM_TITLES = {
-    "cts": "Continual Trajectory Shifting (CTS)",
-    "reptile": "Reptile",
-    "fomaml": "first-order MAML",
-    "fomaml_shift": "first-order MAML with continual trajectory shifting (FOMAML++)",
-    "multitask": "multi-task learning",
-    "leap": "Leap",
-    "imaml": "implicit MAML (iMAML)",
-    "anil": "ANIL (almost no inner loop)",
-    "none": "independent training of each task from one start",
-}
 
 BASE_TAGS = ("image-classification", "timm", "meta-learning", "lsml-hub")
 # "owner/name" as the Hub spells dataset ids; builtin and local sources never match.
@@ -118,7 +106,7 @@ def build_model_card(config: InitConfig, *, repo_id: str | None = None,
 
 
 def algorithm_credit(name: str) -> str:
-    """How a card names algorithm ``name``: its title and, for a registered algorithm, its own reference.
+    """How a card names algorithm ``name``: a registered rule's ``title`` and ``reference``, else the name.
 
     Example:
         >>> algorithm_credit("reptile")
@@ -126,9 +114,11 @@ def algorithm_credit(name: str) -> str:
         >>> algorithm_credit("my_rule")  # not a registered algorithm: no reference to give
         'my_rule'
     """
-    title = ALGORITHM_TITLES.get(name, name)
-    cls = ALGORITHMS.get(name)
-    return f"{title} ({cls.reference})" if cls is not None else title
+    cls = find_algorithm(name)
+    if cls is None:
+        return name
+    title = cls.title or name
+    return f"{title} ({cls.reference})" if cls.reference else title
 
 
 def _intro(config: InitConfig, repo_id: str | None) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -65,7 +66,19 @@ class MetaTrainResult:
 
 
 class MetaTrainer:
-    """Runs one meta-training job; build it with a config and a distributed context, then ``run()``."""
+    """One meta-training job, as parts a loop is written from: ``recipes/meta_train.py`` spells that loop out.
+
+    Building it checks the run folder (or loads the checkpoint to resume), then makes φ and one
+    :class:`TaskLearner` per task of this rank. ``run()`` is the whole job; the recipe composes the same
+    public parts (``train_step``'s body, ``meta_update``'s body, ``progress``, ``report``, ``export``).
+
+    Example:
+        >>> from lsml_hub.distributed import DistContext
+        >>> from lsml_hub.training import load_config
+        >>> # renders glyph tasks and trains for seconds: tests/test_training_loop.py runs it
+        >>> trainer = MetaTrainer(load_config("recipes/configs/tiny.yaml"), DistContext())  # doctest: +SKIP
+        >>> result = trainer.run()  # doctest: +SKIP
+    """
 
     def __init__(self, config: MetaTrainConfig, ctx: DistContext) -> None:
         self.cfg, self.ctx = config, ctx
@@ -80,9 +93,9 @@ class MetaTrainer:
         self.phi, self.mean_std = self._init_phi()
         self.learners = self._make_learners()
         self.step = 0
-        # float64 sums are exact for a handful of float32 terms, so the result does not depend on how
-        # tasks are spread over ranks (the order of the all-reduce).
         self._sum = torch.empty_like(self.phi, dtype=torch.float64)
+        self.final_eval: dict[str, EvalResult] = {}  # the last evaluation
+        self._metrics: MetricsWriter | None = None
         self._losses: dict[int, list[torch.Tensor]] = collections.defaultdict(list)  # per task, since last log
         self._unchecked: list[tuple[int, TaskLearner, torch.Tensor]] = []  # (step, task, loss) not yet checked
         self._delta_norm = 0.0
@@ -127,57 +140,86 @@ class MetaTrainer:
                             data_budget=DataBudget(int(self.cfg.device_data_gb * 2**30)),
                             start_statistics={n: b.detach().clone() for n, b in body_buffers(self.start.model).items()})
 
-    # -- the loop -------------------------------------------------------------------------------
+    # -- the loop (recipes/meta_train.py spells out the same steps) -------------------------------
     def run(self) -> MetaTrainResult:
-        metrics = distributed.run_on_main(self.ctx, self._open_run_folder)  # None except on rank 0
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"meta-train {self.algo.name}",
-                   disable=not self.ctx.is_main, dynamic_ncols=True)
-        try:
-            with logging_redirect_tqdm():  # log lines print above the bar, not onto its line
-                final_eval = self._train(metrics, bar)
-            bar.close()  # before the export logs, so they start on a line of their own
-            init_dir = self._export(final_eval)
-        finally:
-            bar.close()
-            if metrics is not None:
-                metrics.close()
-        return MetaTrainResult(self.out, init_dir, self.step, final_eval)
-
-    def _train(self, metrics: MetricsWriter | None, bar: tqdm) -> dict[str, EvalResult]:
-        """Steps until ``steps``, logging, evaluating and checkpointing when due; returns the last evaluation."""
-        tick, tick_step = time.perf_counter(), self.step
-        final_eval: dict[str, EvalResult] = {}
-        while self.step < self.cfg.steps:
-            self.train_step()
-            if self._due(self.cfg.log_every):
-                rate = (self.step - tick_step) / (time.perf_counter() - tick)
-                self._log_train(metrics, bar, rate)
-                tick, tick_step = time.perf_counter(), self.step
-            if self._due(self.cfg.eval_every):
-                final_eval = self._evaluate(metrics)
-            if self._due(self.cfg.checkpoint_every):
-                self._save_checkpoint()
-            bar.update(1)
-        return final_eval or self._evaluate(None)  # empty when resumed at the very end: nothing left to train
+        """Train until ``steps`` (logging, evaluating and checkpointing when due), then export the init."""
+        with self.progress():
+            while self.step < self.cfg.steps:
+                self.train_step()
+                self.report()
+        return self.export()
 
     def train_step(self) -> None:
-        """Advance by one inner step: every local task steps, then the meta-update and reset when due.
-
-        Losses stay on the device; they are checked for NaN/inf (one host sync) at every step that
-        logs, evaluates or checkpoints, so a non-finite run never reaches a checkpoint.
-        """
+        """Advance by one inner step: every local task steps, then the meta-update and the reset when due."""
         self.step += 1
         for learner in self.learners:
-            loss = learner.inner_step()
-            self._losses[learner.index].append(loss)
-            self._unchecked.append((self.step, learner, loss))
+            self.track_loss(learner, learner.inner_step())
         if self.algo.is_meta_step(self.step):
-            self._meta_update()
+            self.meta_update()
         if self.algo.is_reset_step(self.step):
             for learner in self.learners:
                 learner.reset_(self.phi, self.algo.hard_reset)
+
+    def meta_update(self) -> torch.Tensor:
+        """φ moves by the rule's Δ from the mean over all tasks (every rank's); returns Δ."""
+        total = self.new_sum()
+        for learner in self.learners:
+            self.algo.accumulate_(total, learner.signals())
+        distributed.all_reduce_sum_(self.ctx, total).div_(self.num_tasks)
+        delta = self.algo.delta_(total, self.phi)
+        self.algo.apply_(self.phi, [learner.body for learner in self.learners], delta)
+        self.track_meta_update(delta)
+        return delta
+
+    def new_sum(self) -> torch.Tensor:
+        """The zeroed buffer tasks add their contributions into.
+
+        float64: the sum of a handful of float32 terms is then exact, so the result does not depend on
+        how tasks are spread over ranks (the order of the all-reduce).
+        """
+        return self._sum.zero_()
+
+    def track_loss(self, learner: TaskLearner, loss: torch.Tensor) -> None:
+        """Keep a task's step loss (on the device) for the next log line and the next finiteness check."""
+        self._losses[learner.index].append(loss)
+        self._unchecked.append((self.step, learner, loss))
+
+    def track_meta_update(self, delta: torch.Tensor) -> None:
+        """Keep the last meta-step Δ; its norm is computed only when a line is logged."""
+        self._delta_norm = delta
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[None]:
+        """Open the run folder's metrics (rank 0) and the progress bar around the loop; close them after."""
+        self._metrics = distributed.run_on_main(self.ctx, self._open_run_folder)  # None except on rank 0
+        self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"meta-train {self.algo.name}",
+                         disable=not self.ctx.is_main, dynamic_ncols=True)
+        self._tick = (time.perf_counter(), self.step)
+        try:
+            with logging_redirect_tqdm():  # log lines print above the bar, not onto its line
+                yield
+        finally:
+            self._bar.close()  # before the export logs, so they start on a line of their own
+            if self._metrics is not None:
+                self._metrics.close()
+
+    def report(self) -> None:
+        """After a step: check losses, log, evaluate and checkpoint when due; advance the progress bar.
+
+        Losses stay on the device between reports; they are checked for NaN/inf (one host sync) at
+        every step that logs, evaluates or checkpoints, so a non-finite run never reaches a checkpoint.
+        """
         if any(self._due(every) for every in (self.cfg.log_every, self.cfg.eval_every, self.cfg.checkpoint_every)):
             self._check_finite()
+        if self._due(self.cfg.log_every):
+            tick, tick_step = self._tick
+            self._log_train((self.step - tick_step) / (time.perf_counter() - tick))
+            self._tick = (time.perf_counter(), self.step)
+        if self._due(self.cfg.eval_every):
+            self.final_eval = self._evaluate(self._metrics)
+        if self._due(self.cfg.checkpoint_every):
+            self._save_checkpoint()
+        self._bar.update(1)
 
     def _due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.steps
@@ -196,17 +238,8 @@ class MetaTrainer:
             kept = f"the last good checkpoint is kept in {path}" if path.exists() else "no checkpoint was written yet"
             raise TrainingError(f"non-finite loss: {'; '.join(reasons)}; {kept} (try a lower inner.lr)")
 
-    def _meta_update(self) -> None:
-        total = self._sum.zero_()
-        for learner in self.learners:
-            self.algo.accumulate_(total, learner.signals())
-        distributed.all_reduce_sum_(self.ctx, total).div_(self.num_tasks)
-        delta = self.algo.delta_(total, self.phi)
-        self.algo.apply_(self.phi, [learner.body for learner in self.learners], delta)
-        self._delta_norm = delta  # a tensor; turned into a number only when logged
-
     # -- logging, evaluation, checkpoints --------------------------------------------------------
-    def _log_train(self, metrics: MetricsWriter | None, bar: tqdm, rate: float) -> None:
+    def _log_train(self, rate: float) -> None:
         local = {i: (self.cfg.tasks[i].display_name, torch.stack(v).mean().item())
                  for i, v in self._losses.items() if v}
         self._losses.clear()
@@ -215,10 +248,10 @@ class MetaTrainer:
         norm = float(self._delta_norm.norm()) if isinstance(self._delta_norm, torch.Tensor) else 0.0
         self._delta_norm = 0.0  # the norm of the last meta-update since the previous log line, 0 if none
         mean_loss = sum(losses.values()) / len(losses)
-        if metrics is not None:
-            metrics.write({"step": self.step, "kind": "train", "loss": mean_loss, "task_loss": losses,
-                           "meta_update_norm": norm, "steps_per_sec": rate})
-        bar.set_postfix(loss=f"{mean_loss:.3f}", steps_s=f"{rate:.1f}")
+        if self._metrics is not None:
+            self._metrics.write({"step": self.step, "kind": "train", "loss": mean_loss, "task_loss": losses,
+                                 "meta_update_norm": norm, "steps_per_sec": rate})
+        self._bar.set_postfix(loss=f"{mean_loss:.3f}", steps_s=f"{rate:.1f}")
 
     def _evaluate(self, metrics: MetricsWriter | None) -> dict[str, EvalResult]:
         local = {lrn.index: (lrn.task.name, vars(lrn.evaluate(self.cfg.eval_batches))) for lrn in self.learners}
@@ -300,6 +333,11 @@ class MetaTrainer:
         self.step = ckpt.step
         if self.ctx.is_main:
             logger.info("resuming %s from step %d", self.out, self.step)
+
+    def export(self) -> MetaTrainResult:
+        """Write the init (rank 0): φ with every task's BatchNorm statistics averaged, and its metadata."""
+        final_eval = self.final_eval or self._evaluate(None)  # empty when resumed at the very end
+        return MetaTrainResult(self.out, self._export(final_eval), self.step, final_eval)
 
     def _export(self, final_eval: dict[str, EvalResult]) -> Path:
         buffers = averaged_buffers(self.ctx, self.learners, self.num_tasks)

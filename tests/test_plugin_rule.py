@@ -1,0 +1,155 @@
+"""A meta-learning rule defined here, outside the package, through every entry point.
+
+``SignReptile`` moves φ by β·sign(θ̄ − φ) at every reset. It reaches the loop three ways: registered with
+the decorator (the Python API), named ``test_plugin_rule:SignReptile`` in the config of the real CLI run
+from this folder (found in the current directory), and named so for a two-process ``torchrun`` of the
+recipe (found on ``PYTHONPATH``). One reset in the run makes the expected init exact: φ0 ± β everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from _isolation import one_thread
+from _training_helpers import (
+    RECIPE,
+    SUBPROCESS_TIMEOUT,
+    assert_same_tensors,
+    body_vector,
+    finish,
+    init_tensors,
+    small_config,
+    start,
+    subprocess_env,
+    torchrun_two_processes,
+    training_caches,
+)
+
+import lsml_hub
+from lsml_hub.algorithms import ALGORITHMS, MetaAlgorithm, TaskSignals, build_algorithm, register_algorithm
+from lsml_hub.distributed import DistContext
+from lsml_hub.errors import ConfigError
+from lsml_hub.hub import load_init_config
+from lsml_hub.training import MetaTrainConfig, MetaTrainer
+
+TESTS = Path(__file__).resolve().parent
+CLI = Path(sys.executable).with_name("lsml-hub")  # the console script: the current directory is not on sys.path
+PLUGIN = "test_plugin_rule:SignReptile"
+META_LR = 0.125
+STEPS = 4
+
+
+@register_algorithm
+@dataclass
+class SignReptile(MetaAlgorithm):
+    """Reptile's direction, a fixed step: φ ← φ + β·sign(θ̄ − φ), once per reset."""
+
+    name = "test_sign_reptile"
+    title = "sign Reptile (a test plug-in)"
+    reference = "tests/test_plugin_rule.py"
+    updates_at_reset = True
+    shifts = False
+
+    aggregate_period: int | None = None
+
+    def accumulate_(self, total: torch.Tensor, task: TaskSignals) -> None:
+        total.add_(task.theta)
+
+    def delta_(self, mean: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        return mean.sub_(phi).sign_().mul_(self.meta_lr)
+
+
+def config(out: Path, name: str) -> dict:
+    return small_config(out, steps=STEPS, algorithm={"name": name, "meta_lr": META_LR, "reset_period": STEPS})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _caches(tmp_path_factory):
+    with training_caches(tmp_path_factory) as root, one_thread():
+        yield root
+
+
+@pytest.fixture(scope="module")
+def start_phi(tmp_path_factory) -> torch.Tensor:
+    """φ0: what every run here starts from (same model, same seed)."""
+    trainer = MetaTrainer(MetaTrainConfig.from_dict(config(tmp_path_factory.mktemp("phi0") / "run",
+                                                           "test_sign_reptile")), DistContext())
+    return trainer.phi.detach().clone()
+
+
+def assert_one_sign_step(init_dir: Path, phi0: torch.Tensor) -> None:
+    phi = body_vector(init_tensors(init_dir))
+    sign = torch.round((phi - phi0) / META_LR)
+    assert set(sign.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert torch.equal(phi, phi0 + sign * META_LR)  # φ0 ± β to the last bit
+    assert (sign != 0).float().mean() > 0.9  # nearly every weight moved
+
+
+def test_the_decorator_registers_the_rule_by_name():
+    assert ALGORITHMS["test_sign_reptile"] is SignReptile
+    algo = build_algorithm({"name": "test_sign_reptile", "meta_lr": 0.5, "reset_period": 10})
+    assert (algo.aggregate_period, algo.name) == (10, "test_sign_reptile")
+
+
+def test_a_second_rule_under_a_taken_name_is_refused():
+    with pytest.raises(ConfigError, match="'cts' is registered already"):
+        register_algorithm(name="cts")(SignReptile)
+    assert ALGORITHMS["cts"].__name__ == "ContinualTrajectoryShifting"
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("test_plugin_rule:Nope", "module 'test_plugin_rule' has no 'Nope'"),
+    ("test_plugin_rule:config", "is not a subclass of lsml_hub.algorithms.MetaAlgorithm"),
+    ("no_such_module_xyz:Rule", "no module named 'no_such_module_xyz' on sys.path or in"),
+    ("lsml_hub.algorithms.base:MetaAlgorithm", "does not define accumulate_, delta_"),
+    ("cts!", "unknown algorithm 'cts!'"),
+])
+def test_bad_plugin_names_are_one_clear_error(name, message):
+    with pytest.raises(ConfigError, match=message):
+        build_algorithm({"name": name})
+
+
+@pytest.mark.slow
+def test_the_python_api_runs_a_registered_rule(tmp_path, start_phi):
+    result = lsml_hub.meta_train(config(tmp_path / "run", "test_sign_reptile"))
+    assert_one_sign_step(result.init_dir, start_phi)
+    algorithm = load_init_config(f"local-dir:{result.init_dir}").algorithm
+    assert algorithm["name"] == "test_sign_reptile"
+    card = (result.init_dir / "README.md").read_text()
+    assert "sign Reptile (a test plug-in) (tests/test_plugin_rule.py)" in card
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_the_cli_and_torchrun_run_a_module_class_rule(tmp_path, tmp_path_factory, start_phi):
+    env = subprocess_env(tmp_path_factory)
+    cli_out, torchrun_out = tmp_path / "cli", tmp_path / "torchrun"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config(torchrun_out, PLUGIN)))
+    # The CLI from this folder: the rule's module is found in the current directory.
+    cli_log = tmp_path / "cli.log"
+    cli = subprocess.Popen([str(CLI), "meta-train", str(tmp_path / "run.yaml"), f"output_dir={cli_out}"],
+                           cwd=TESTS, env=env,
+                           stdout=cli_log.open("wb"), stderr=subprocess.STDOUT)
+    # torchrun of the recipe from the repository root: found on PYTHONPATH, by every worker.
+    torchrun_log = tmp_path / "torchrun.log"
+    torchrun = start([*torchrun_two_processes(), str(RECIPE), str(tmp_path / "run.yaml")],
+                     {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))},
+                     torchrun_log)
+    finish(cli, cli_log, SUBPROCESS_TIMEOUT)
+    finish(torchrun, torchrun_log, SUBPROCESS_TIMEOUT)
+
+    assert_one_sign_step(cli_out / "init", start_phi)
+    # One process and two agree bit for bit (one thread per process in both).
+    assert_same_tensors(init_tensors(torchrun_out / "init"), init_tensors(cli_out / "init"))
+    for out in (cli_out, torchrun_out):
+        recorded = load_init_config(f"local-dir:{out / 'init'}").algorithm
+        assert recorded["name"] == PLUGIN  # as the config spelled it, so the run's config.yaml rebuilds it
+        assert yaml.safe_load((out / "config.yaml").read_text())["algorithm"]["name"] == PLUGIN
+        assert "sign Reptile (a test plug-in)" in (out / "init" / "README.md").read_text()
