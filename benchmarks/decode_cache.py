@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from _common import append_result, results_path, time_interleaved  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lsml_hub.data import decoded_cache, load_task  # noqa: E402
+from lsml_hub.data import decoded_splits, load_task  # noqa: E402
 from lsml_hub.data.builtin import fashion_mnist  # noqa: E402
 
 TARGET = 0.1
@@ -72,11 +72,11 @@ def touch(images: torch.Tensor) -> int:
 def methods(spec: str) -> dict[str, Callable[[], None]]:
     def run(cache: str, delete_entry: bool = False) -> Callable[[], None]:
         def method() -> None:
-            os.environ[decoded_cache.ENV] = cache
+            os.environ[decoded_splits.ENV] = cache
             task = load_task(spec)
             if delete_entry:
-                key = decoded_cache.cache_key(task.train, task.image_size)
-                decoded_cache.entry_path(key).unlink(missing_ok=True)
+                key = decoded_splits.cache_key(task.train, task.image_size)
+                decoded_splits.entry_path(key).unlink(missing_ok=True)
             touch(task.tensors("train").images)
 
         return method
@@ -94,7 +94,7 @@ def record(spec: str, task_info: dict, times: dict[str, list[float]], repeats: i
         "ratio": round(med["cached"] / med["decode"], 4),
     }
     append_result("decode_cache", {
-        "config": {"spec": spec, **task_info, "repeats": repeats, "decode_version": decoded_cache.DECODE_VERSION},
+        "config": {"spec": spec, **task_info, "repeats": repeats, "decode_version": decoded_splits.DECODE_VERSION},
         "baseline": "load_task(spec).tensors('train') with LSML_HUB_DECODED_CACHE=0",
         "all_s": {name: [round(t, 4) for t in ts] for name, ts in times.items()},
         **summary,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> float:
         print(f"task {task.name}: {len(task.train)} train images, {task.image_size} px; "
               f"loaded (materialized) in {time.perf_counter() - start:.1f} s")
         times = time_interleaved(methods(spec), args.repeats, verbose=True)
-        entry = decoded_cache.entry_path(decoded_cache.cache_key(task.train, task.image_size))
+        entry = decoded_splits.entry_path(decoded_splits.cache_key(task.train, task.image_size))
         info = {"train_images": len(task.train), "image_size": task.image_size,
                 "entry_mb": round(entry.stat().st_size / 1e6, 1)}
         summary = record(label, info, times, args.repeats)

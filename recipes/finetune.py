@@ -22,7 +22,7 @@ import yaml
 
 from lsml_hub.errors import ConfigError, LsmlHubError
 from lsml_hub.metatest import FinetuneConfig
-from lsml_hub.metatest.loop import run_finetune
+from lsml_hub.metatest.finetuning import run_finetune
 from lsml_hub.metatest.result import FINETUNE_OUTPUT
 from lsml_hub.metatest.target import Target
 from lsml_hub.training.config import apply_overrides

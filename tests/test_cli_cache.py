@@ -8,7 +8,7 @@ from _isolation import isolated_caches
 
 from lsml_hub.cli import main
 from lsml_hub.data import load_task
-from lsml_hub.data.cache_usage import clear_cache, scan_cache
+from lsml_hub.data.cache_folder import clear_cache, scan_cache
 from lsml_hub.errors import DataError
 
 

@@ -22,7 +22,7 @@ from lsml_hub.data import load_task
 from lsml_hub.errors import ConfigError, DataError, InitError
 from lsml_hub.hub import verify_init
 from lsml_hub.metatest import compare
-from lsml_hub.metatest.baselines import find_cached_pretrained, pretrained_baseline
+from lsml_hub.metatest.comparing import find_cached_pretrained, pretrained_baseline
 from lsml_hub.metatest.record import CARD_BEGIN, record_meta_test
 
 TARGET = "builtin:digits?classes=0-4"  # 5 classes: 721 train / 180 eval samples
@@ -154,7 +154,7 @@ def test_record_writes_meta_test_into_the_local_init_and_keeps_its_sha(compared,
 
 
 def test_pretrained_baseline_is_skipped_with_an_info_log_when_not_cached(caplog):
-    with caplog.at_level(logging.INFO, logger="lsml_hub.metatest.baselines"):
+    with caplog.at_level(logging.INFO, logger="lsml_hub.metatest.comparing"):
         assert pretrained_baseline("test_resnet") is None
     assert "skipping the pretrained baseline" in caplog.text and "test_resnet" in caplog.text
 
@@ -247,7 +247,7 @@ def _contents(folder):
 
 
 def test_out_dir_holding_other_files_is_refused_before_any_run(monkeypatch, target, init_dir):
-    monkeypatch.setattr("lsml_hub.metatest.compare_inits.run_finetune", _no_run)
+    monkeypatch.setattr("lsml_hub.metatest.comparing.run_finetune", _no_run)
     before = _contents(init_dir)
     with pytest.raises(ConfigError, match=rf"^output folder {re.escape(str(init_dir))} holds files that compare does "
                                           r"not write: README\.md, config\.json, model\.safetensors \(it writes only "
@@ -258,7 +258,7 @@ def test_out_dir_holding_other_files_is_refused_before_any_run(monkeypatch, targ
 
 
 def test_out_dir_holding_a_users_own_plot_but_no_comparison_json_is_refused(monkeypatch, target, tmp_path):
-    monkeypatch.setattr("lsml_hub.metatest.compare_inits.run_finetune", _no_run)
+    monkeypatch.setattr("lsml_hub.metatest.comparing.run_finetune", _no_run)
     (tmp_path / "curves.png").write_bytes(b"my plot")
     with pytest.raises(ConfigError, match=r"holds curves\.png but no comparison\.json, so it is not an earlier"):
         compare(["scratch:test_resnet"], target, out_dir=tmp_path, **TINY)
@@ -312,7 +312,7 @@ def test_cli_named_pretrained_baseline_not_cached_is_one_line_before_any_run(mon
 
 
 def test_named_pretrained_baseline_must_be_cached_or_exist_before_any_run(monkeypatch, target):
-    monkeypatch.setattr("lsml_hub.metatest.compare_inits.run_finetune", _no_run)
+    monkeypatch.setattr("lsml_hub.metatest.comparing.run_finetune", _no_run)
     module = timm.create_model("test_resnet", num_classes=0)
     with pytest.raises(InitError, match=r"needs timm's test_resnet\.r160_in1k weights .* not in the Hugging Face"):
         compare({"module": module}, target, baselines=["pretrained"], **TINY)

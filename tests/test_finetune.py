@@ -19,8 +19,8 @@ import lsml_hub
 from lsml_hub.data import load_task
 from lsml_hub.errors import ConfigError, DataError
 from lsml_hub.metatest import FinetuneConfig, Metrics, finetune
+from lsml_hub.metatest.finetuning import build_optimizer, build_scheduler, step_milestones
 from lsml_hub.metatest.model import InputConfig, adapt_to_rgb, set_trainable
-from lsml_hub.metatest.optim import build_optimizer, build_scheduler, step_milestones
 from lsml_hub.metatest.target import Target
 
 # A tiny run: 50 stratified samples of the digits, 20 steps of 16, two evaluations.
@@ -117,7 +117,7 @@ def test_out_dir_of_other_files_is_refused_before_any_work_and_left_untouched(mo
     def no_work(*args, **kwargs):
         raise AssertionError("the target was loaded before the output folder was checked")
 
-    monkeypatch.setattr("lsml_hub.metatest.loop.Target", no_work)
+    monkeypatch.setattr("lsml_hub.metatest.finetuning.Target", no_work)
     folder, file = re.escape(str(tmp_path)), re.escape(str(tmp_path / "config.json"))
     with pytest.raises(ConfigError, match=rf"^output folder {folder} holds files that finetune does not write: "
                                           r"config\.json \(it writes only model\.safetensors, result\.json\); "
@@ -283,7 +283,7 @@ def test_cuda_on_a_machine_without_it_is_refused_before_any_work(monkeypatch, de
     def no_work(*args, **kwargs):
         raise AssertionError("the target was loaded before the device was checked")
 
-    monkeypatch.setattr("lsml_hub.metatest.loop.Target", no_work)
+    monkeypatch.setattr("lsml_hub.metatest.finetuning.Target", no_work)
     with pytest.raises(ConfigError, match=rf"device '{device}' requested but CUDA is not available; use cpu or "
                                           "auto") as info:
         finetune("scratch:test_resnet", "builtin:digits", **{**TINY, "device": device})

@@ -27,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsml_hub.data.builtin.cache import cache_root
-    from lsml_hub.data.cache_usage import KINDS, clear_cache, scan_cache
+    from lsml_hub.data.cache_folder import KINDS, cache_root, clear_cache, scan_cache
 
     root = cache_root()
     if args.action == "rm":

@@ -7,7 +7,8 @@ Example:
     26
 """
 
-from lsml_hub.data.builtin import BUILTINS, cache_root
+from lsml_hub.data.builtin import BUILTINS
+from lsml_hub.data.cache_folder import cache_root
 from lsml_hub.data.sampling import stratified_subset
 from lsml_hub.data.spec import TaskSpec, parse_class_subset
 from lsml_hub.data.stream import Augment, Batch, BatchStream, Normalizer, eval_batches

@@ -34,9 +34,7 @@ class RawSource:
 def load_raw(spec: TaskSpec) -> RawSource:
     """All splits of ``spec``'s source, and for a Hub dataset the commit they come from."""
     if spec.is_builtin:
-        from lsml_hub.data.builtin import load_builtin
-
-        return RawSource(load_builtin(spec.builtin_name, samples_per_class=spec.samples_per_class, seed=spec.seed))
+        return load_builtin_raw(spec)
     if spec.samples_per_class is not None:
         raise DataError(f"samples_per_class applies to generated builtin sources, not {spec.source!r}")
     path = Path(spec.source).expanduser()
@@ -48,6 +46,20 @@ def load_raw(spec: TaskSpec) -> RawSource:
     # branch moves meanwhile.
     commit = hub_commit(spec.source, spec.revision)
     return RawSource(load_hub(spec.source, config=spec.config, revision=commit), commit)
+
+
+def load_builtin_raw(spec: TaskSpec) -> RawSource:
+    """A builtin source: materialized from local data, or read from the Hub where it has no local copy."""
+    from lsml_hub.data.builtin import hub_fallback, load_builtin, no_local_copy_hint
+
+    fallback = hub_fallback(spec.builtin_name)
+    if fallback is None or spec.samples_per_class is not None:  # load_builtin refuses the latter
+        return RawSource(load_builtin(spec.builtin_name, samples_per_class=spec.samples_per_class, seed=spec.seed))
+    dataset_id, config = fallback
+    try:
+        return RawSource(load_hub(dataset_id, config=config, revision=None))
+    except DataError as err:
+        raise DataError(f"{no_local_copy_hint(spec.builtin_name)}, and {err}") from err
 
 
 def hub_commit(dataset_id: str, revision: str | None) -> str | None:

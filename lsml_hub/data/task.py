@@ -20,7 +20,7 @@ from lsml_hub.data.columns import (
     label_array,
     select_classes,
 )
-from lsml_hub.data.decoded_cache import load_or_decode
+from lsml_hub.data.decoded_splits import load_or_decode
 from lsml_hub.data.sources import load_raw
 from lsml_hub.data.spec import TaskSpec
 from lsml_hub.data.tensors import ImageTensors, to_tensors
@@ -67,7 +67,7 @@ class Task:
     def tensors(self, split: str) -> ImageTensors:
         """``split`` ("train" or "eval") decoded and resized once into uint8 tensors.
 
-        Kept in memory, and on disk for later runs (``lsml_hub.data.decoded_cache``).
+        Kept in memory, and on disk for later runs (``lsml_hub.data.decoded_splits``).
         """
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")

@@ -1,8 +1,16 @@
 """Meta-testing: fine-tune an init on a target task, and compare inits side by side.
 
+Modules, in the order a reader looks for them (docs/architecture.md draws the imports):
+
+* ``finetuning`` — :func:`finetune` and its optimizer and schedule; ``config`` (:class:`FinetuneConfig`),
+  ``model`` (what the user named, with its head and input fitted), ``target`` (the target task's data)
+  and ``result`` (:class:`FinetuneResult`) serve it;
+* ``comparing`` — :func:`compare` and its baselines; ``comparison`` holds its result types and table;
+* ``report`` — what ``compare`` writes (CSV, JSON, the curves' PNG); ``record`` adds results to init folders.
+
 Names are imported on first use, so that the CLI can read :class:`FinetuneConfig` defaults without
-loading ``datasets``. The package is called ``metatest`` (the paper's word for this stage) so that
-``lsml_hub.finetune`` stays the function, whatever was imported before.
+loading ``datasets``. No module is named after the function it defines, so importing a module never
+replaces ``lsml_hub.metatest.finetune`` (the function) with a module.
 
 Example:
     >>> import lsml_hub
@@ -17,8 +25,8 @@ from lsml_hub._lazy import lazy_exports
 
 # public name -> module that defines it; resolved lazily by __getattr__.
 _LAZY = {
-    "finetune": "lsml_hub.metatest.loop",
-    "compare": "lsml_hub.metatest.compare_inits",
+    "finetune": "lsml_hub.metatest.finetuning",
+    "compare": "lsml_hub.metatest.comparing",
     "FinetuneConfig": "lsml_hub.metatest.config",
     "MODES": "lsml_hub.metatest.config",
     "SCHEDULES": "lsml_hub.metatest.config",

@@ -157,9 +157,7 @@ class Comparison:
         return mean_std(diffs)
 
     def table(self) -> str:
-        """The comparison as an aligned plain-text table (accuracies in %)."""
-        from lsml_hub.metatest.report import format_table
-
+        """The comparison as an aligned plain-text table (accuracies in %); see :func:`format_table`."""
         return format_table(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,3 +176,41 @@ class Comparison:
             "skipped": self.skipped,
             "package_version": __version__,
         }
+
+
+def _pct(mean_std: tuple[float, float]) -> str:
+    return f"{100 * mean_std[0]:.2f} ± {100 * mean_std[1]:.2f}"
+
+
+def _delta_pp(delta: tuple[float, float] | None) -> str:
+    return "-" if delta is None else f"{100 * delta[0]:+.2f} ± {100 * delta[1]:.2f}"
+
+
+def describe_setting(comparison: Comparison) -> str:
+    """One line naming the target and the shared fine-tuning settings."""
+    cfg, target = comparison.config, comparison.target
+    seeds = ", ".join(str(s) for s in comparison.seeds)
+    return (f"target {target['name']} ({target['train_samples']} train / {target['eval_size']} eval samples), "
+            f"{cfg['steps']} steps, {cfg['optimizer']} lr {cfg['lr']:g}, {cfg['schedule']} schedule, "
+            f"{cfg['mode']} fine-tuning; seeds {seeds}")
+
+
+def format_table(comparison: Comparison) -> str:
+    """An aligned plain-text table: final and best eval accuracy (%, mean ± std over seeds) and the
+    paired difference in final accuracy to scratch (percentage points).
+
+    Example:
+        >>> print(format_table(cmp))  # doctest: +SKIP
+        target digits (50 train / 359 eval samples), 300 steps, adam lr 0.001, step schedule, full ...
+        name     kind     final acc (%)   best acc (%)    Δ final vs scratch (pp)
+        cts      init     95.32 ± 0.41    96.10 ± 0.20    +3.12 ± 0.50
+        scratch  scratch  92.20 ± 0.60    93.00 ± 0.40    -
+    """
+    header = ["name", "kind", "final acc (%)", "best acc (%)", "Δ final vs scratch (pp)"]
+    body = [[row.name, row.kind, _pct(row.final), _pct(row.best), _delta_pp(comparison.delta(row.name))]
+            for row in comparison.rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
+    for name, reason in comparison.skipped.items():
+        lines.append(f"(skipped {name}: {reason})")
+    return "\n".join([describe_setting(comparison), *lines])

@@ -1,4 +1,9 @@
-"""A comparison as a text table, ``comparison.csv``, ``comparison.json`` and ``curves.png``."""
+"""What ``compare`` writes: ``comparison.csv``, ``comparison.json`` and ``curves.png`` (learning curves).
+
+The figure is drawn on a ``matplotlib.figure.Figure`` with the Agg canvas rather than through
+``pyplot``, so plotting neither needs a display nor changes the backend of the caller's session;
+matplotlib is imported only when a plot is drawn.
+"""
 
 from __future__ import annotations
 
@@ -19,44 +24,6 @@ JSON_FILE = "comparison.json"
 PLOT_FILE = "curves.png"
 # What compare writes into its output folder; any other file there makes it refuse the folder.
 COMPARE_OUTPUT = OutputFolder("compare", (CSV_FILE, JSON_FILE, PLOT_FILE), marker=JSON_FILE)
-
-
-def _pct(mean_std: tuple[float, float]) -> str:
-    return f"{100 * mean_std[0]:.2f} ± {100 * mean_std[1]:.2f}"
-
-
-def _delta_pp(delta: tuple[float, float] | None) -> str:
-    return "-" if delta is None else f"{100 * delta[0]:+.2f} ± {100 * delta[1]:.2f}"
-
-
-def describe_setting(comparison: Comparison) -> str:
-    """One line naming the target and the shared fine-tuning settings."""
-    cfg, target = comparison.config, comparison.target
-    seeds = ", ".join(str(s) for s in comparison.seeds)
-    return (f"target {target['name']} ({target['train_samples']} train / {target['eval_size']} eval samples), "
-            f"{cfg['steps']} steps, {cfg['optimizer']} lr {cfg['lr']:g}, {cfg['schedule']} schedule, "
-            f"{cfg['mode']} fine-tuning; seeds {seeds}")
-
-
-def format_table(comparison: Comparison) -> str:
-    """An aligned plain-text table: final and best eval accuracy (%, mean ± std over seeds) and the
-    paired difference in final accuracy to scratch (percentage points).
-
-    Example:
-        >>> print(format_table(cmp))  # doctest: +SKIP
-        target digits (50 train / 359 eval samples), 300 steps, adam lr 0.001, step schedule, full ...
-        name     kind     final acc (%)   best acc (%)    Δ final vs scratch (pp)
-        cts      init     95.32 ± 0.41    96.10 ± 0.20    +3.12 ± 0.50
-        scratch  scratch  92.20 ± 0.60    93.00 ± 0.40    -
-    """
-    header = ["name", "kind", "final acc (%)", "best acc (%)", "Δ final vs scratch (pp)"]
-    body = [[row.name, row.kind, _pct(row.final), _pct(row.best), _delta_pp(comparison.delta(row.name))]
-            for row in comparison.rows]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
-    for name, reason in comparison.skipped.items():
-        lines.append(f"(skipped {name}: {reason})")
-    return "\n".join([describe_setting(comparison), *lines])
 
 
 def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
@@ -92,6 +59,42 @@ def write_csv(comparison: Comparison, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+FIGSIZE = (6.4, 4.0)
+DPI = 100  # 640 x 400 pixels
+BAND_ALPHA = 0.2
+
+
+def plot_curves(comparison: Comparison, path: str | os.PathLike) -> Path:
+    """Plot mean eval accuracy (%) against step for every row, with a shaded ± std band over seeds.
+
+    Example:
+        >>> plot_curves(cmp, "runs/compare_digits/curves.png")  # doctest: +SKIP
+        PosixPath('runs/compare_digits/curves.png')
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for row in comparison.rows:
+        curve = row.curve()
+        mean = [100 * m for m in curve.mean]
+        lo = [100 * (m - s) for m, s in zip(curve.mean, curve.std)]
+        hi = [100 * (m + s) for m, s in zip(curve.mean, curve.std)]
+        (line,) = ax.plot(curve.steps, mean, marker="o", markersize=3, label=row.name)
+        ax.fill_between(curve.steps, lo, hi, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
+    target = comparison.target
+    ax.set_title(f"{target['name']}: {target['train_samples']} train samples, {len(comparison.seeds)} seed(s)")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("eval accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
+    return Path(path)
+
+
 def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str, str]:
     """Write ``comparison.csv``, ``comparison.json`` and ``curves.png`` into ``out_dir``.
 
@@ -108,8 +111,6 @@ def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str
         >>> write_report(cmp, "runs/compare_digits")["csv"]  # doctest: +SKIP
         'runs/compare_digits/comparison.csv'
     """
-    from lsml_hub.metatest.plot import plot_curves
-
     out_dir = COMPARE_OUTPUT.check(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"csv": str(out_dir / CSV_FILE), "plot": str(out_dir / PLOT_FILE), "json": str(out_dir / JSON_FILE)}

@@ -2,7 +2,7 @@
 
 ``builtin:digits`` (scikit-learn's handwritten digits), six glyph alphabets rendered from
 matplotlib's fonts (``builtin:latin_upper``, ...), and ``builtin:fashion_mnist`` from a local copy.
-Each is materialized once into the cache (:func:`cache_root`) and read back with ``datasets``.
+Each is materialized once into lsml-hub's cache folder and read back with ``datasets``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import datasets
 
 from lsml_hub.data.builtin import fashion_mnist
-from lsml_hub.data.builtin.cache import cache_root, cached_dataset
 from lsml_hub.data.builtin.glyphs import ALPHABETS
+from lsml_hub.data.builtin.materialize import cached_dataset
 from lsml_hub.errors import DataError
 
-__all__ = ["BUILTINS", "BuiltinSource", "cache_root", "load_builtin"]
+__all__ = ["BUILTINS", "BuiltinSource", "hub_fallback", "load_builtin"]
 
 # Bump when generated content changes, so stale cache folders are not reused.
 _GENERATOR_VERSION = 1
@@ -75,8 +75,9 @@ def load_builtin(name: str, *, samples_per_class: int | None = None, seed: int =
         raise DataError(f"unknown builtin source {name!r}{hint}; valid: {', '.join(sorted(BUILTINS))}")
     if samples_per_class is not None and not source.generated:
         raise DataError(f"samples_per_class applies to generated glyph sources, not builtin:{name}")
-    if name == "fashion_mnist" and fashion_mnist.local_dir() is None:
-        return _fashion_mnist_from_hub()
+    if hub_fallback(name) is not None:
+        raise DataError(f"{no_local_copy_hint(name)}; read it with lsml_hub.data.load_task, which falls back "
+                        "to the Hugging Face Hub")
     if samples_per_class is not None and (isinstance(samples_per_class, bool) or not isinstance(samples_per_class, int)
                                           or samples_per_class <= 0):
         raise DataError(f"samples_per_class must be a positive integer, got {samples_per_class!r}")
@@ -85,13 +86,19 @@ def load_builtin(name: str, *, samples_per_class: int | None = None, seed: int =
     return cached_dataset(name, {"version": _GENERATOR_VERSION, **params}, build)
 
 
-def _fashion_mnist_from_hub() -> datasets.DatasetDict:
-    from lsml_hub.data.sources import load_hub
+def hub_fallback(name: str) -> tuple[str, str] | None:
+    """(Hub dataset id, config) to read builtin ``name`` from when it has no local copy; None when it has one.
 
-    try:
-        return load_hub(fashion_mnist.HUB_ID, config="fashion_mnist", revision=None)
-    except DataError as err:
-        raise DataError(
-            f"builtin:fashion_mnist has no local copy (install Debian's dataset-fashion-mnist or set "
-            f"{fashion_mnist.DIR_ENV} to a folder of the idx files), and {err}"
-        ) from err
+    Example:
+        >>> hub_fallback("digits") is None  # built from scikit-learn's copy, always there
+        True
+    """
+    if name == "fashion_mnist" and fashion_mnist.local_dir() is None:
+        return fashion_mnist.HUB_ID, "fashion_mnist"
+    return None
+
+
+def no_local_copy_hint(name: str) -> str:
+    """How to give builtin ``name`` the local copy it lacks."""
+    return (f"builtin:{name} has no local copy (install Debian's dataset-fashion-mnist or set "
+            f"{fashion_mnist.DIR_ENV} to a folder of the idx files)")

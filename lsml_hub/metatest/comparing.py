@@ -1,5 +1,11 @@
 """``compare``: fine-tune several inits and baselines on one target with the same seeds, side by side.
 
+The baselines are the init's architecture from random weights (``scratch``) and timm's pretrained
+weights (``pretrained``). The pretrained baseline is used only when its weights are already in the
+local Hugging Face cache: comparisons run offline, and a download in the middle of one would be slow
+or fail. Asked for by name it must be there (:func:`require_cached_pretrained`); as part of the default
+baselines it is skipped with a log line when it is not.
+
 The module is not called ``compare`` so that importing it never shadows the function of that name
 in the package namespace.
 """
@@ -14,23 +20,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import timm
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from lsml_hub.data import Task, TaskSpec
 from lsml_hub.errors import ConfigError
-from lsml_hub.metatest.baselines import (
-    BASELINES,
-    Baseline,
-    pretrained_baseline,
-    require_pretrained_baseline,
-    scratch_baseline,
+from lsml_hub.hub.pretrained import (
+    PRETRAINED_FILE,
+    CachedWeights,
+    find_cached_pretrained,
+    require_cached_pretrained,
 )
 from lsml_hub.metatest.comparison import INIT, PRETRAINED, SCRATCH, Comparison, ComparisonRow, SeedRun
 from lsml_hub.metatest.config import MAX_SEED, FinetuneConfig
-from lsml_hub.metatest.loop import ModelOrInit, run_finetune
-from lsml_hub.metatest.model import InputConfig, architecture_of, init_architecture
+from lsml_hub.metatest.finetuning import ModelOrInit, run_finetune
+from lsml_hub.metatest.model import InputConfig, architecture_of, create_scratch, init_architecture
 from lsml_hub.metatest.report import COMPARE_OUTPUT, write_report
 from lsml_hub.metatest.result import FinetuneResult
 from lsml_hub.metatest.target import Target
@@ -38,6 +44,64 @@ from lsml_hub.metatest.target import Target
 logger = logging.getLogger(__name__)
 
 Inits = ModelOrInit | Sequence[ModelOrInit] | Mapping[str, ModelOrInit]
+
+
+BASELINES = (SCRATCH, PRETRAINED)
+# What compare says when the pretrained baseline it was asked for cannot run.
+_BASELINE_NEEDS = ("the pretrained baseline", "compare with the scratch baseline only (--baselines scratch)",
+                   "leave pretrained out of the baselines")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline row: its name, kind, source, and a factory called once per seed (after seeding)."""
+
+    name: str
+    kind: str
+    source: str
+    make: Callable[[int], nn.Module]
+
+
+def scratch_baseline(architecture: str, model_args: dict[str, Any], inputs: InputConfig) -> Baseline:
+    """Random weights of ``architecture``, fed exactly the inputs (size, mean, std) of the init it is compared with."""
+
+    def make(num_classes: int) -> nn.Module:
+        return create_scratch(architecture, num_classes, image_size=inputs.image_size,
+                              pretrained_cfg={"mean": inputs.mean, "std": inputs.std}, **model_args)
+
+    return Baseline(SCRATCH, SCRATCH, f"scratch:{architecture}", make)
+
+
+def require_pretrained_baseline(architecture: str) -> CachedWeights:
+    """The cached timm weights the pretrained baseline needs, or an InitError saying how to get them."""
+    return require_cached_pretrained(architecture, *_BASELINE_NEEDS)
+
+
+def pretrained_baseline(architecture: str, *, required: bool = False) -> Baseline | None:
+    """timm's default pretrained weights of ``architecture`` when cached; ``None`` (logged) otherwise.
+
+    The model keeps its own ``pretrained_cfg``, so it sees the target at the size and normalization
+    its weights were trained with.
+
+    Args:
+        architecture: The timm architecture of the init it is compared with.
+        required: Raise instead of returning ``None`` (the user asked for this baseline by name).
+
+    Raises:
+        InitError: ``required`` and the weights are not cached (see :func:`require_cached_pretrained`).
+    """
+    weights = require_pretrained_baseline(architecture) if required else find_cached_pretrained(architecture)
+    if weights is None:
+        logger.info("skipping the pretrained baseline: no timm pretrained %s for %s in the Hugging Face cache",
+                    PRETRAINED_FILE, architecture)
+        return None
+
+    def make(num_classes: int) -> nn.Module:
+        # "file" makes timm load this path and never reach for the network.
+        return timm.create_model(architecture, pretrained=True, num_classes=num_classes,
+                                 pretrained_cfg_overlay={"file": str(weights.path)})
+
+    return Baseline(PRETRAINED, PRETRAINED, weights.model_name, make)
 
 
 @dataclass(frozen=True)

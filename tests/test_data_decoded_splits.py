@@ -17,10 +17,10 @@ from _isolation import isolated_caches
 from safetensors.torch import load_file
 
 import lsml_hub.data.task as task_module
-from lsml_hub.data import ImageTensors, decoded_cache, load_task, to_tensors
+from lsml_hub.data import ImageTensors, decoded_splits, load_task, to_tensors
 from lsml_hub.errors import ConfigError
 
-LOGGER = "lsml_hub.data.decoded_cache"
+LOGGER = "lsml_hub.data.decoded_splits"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,8 +33,8 @@ def _caches(tmp_path_factory):
 def cache_dir(tmp_path, monkeypatch) -> Path:
     """This test's own decoded cache, switched on whatever the caller's environment says."""
     monkeypatch.setenv("LSML_HUB_CACHE", str(tmp_path / "lsml_hub"))
-    monkeypatch.delenv(decoded_cache.ENV, raising=False)
-    return tmp_path / "lsml_hub" / decoded_cache.SUBDIR
+    monkeypatch.delenv(decoded_splits.ENV, raising=False)
+    return tmp_path / "lsml_hub" / decoded_splits.SUBDIR
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +97,16 @@ def test_entry_is_a_plain_safetensors_file_with_its_key(saved, cache_dir):
     [entry] = _entries(cache_dir)
     tensors = load_file(entry)
     assert torch.equal(tensors["images"], data.images) and torch.equal(tensors["labels"], data.labels)
-    key = decoded_cache.cache_key(task.eval, task.image_size)
-    assert entry == decoded_cache.entry_path(key)
-    assert key.fingerprint == task.eval._fingerprint and key.version == decoded_cache.DECODE_VERSION
+    key = decoded_splits.cache_key(task.eval, task.image_size)
+    assert entry == decoded_splits.entry_path(key)
+    assert key.fingerprint == task.eval._fingerprint and key.version == decoded_splits.DECODE_VERSION
 
 
 def test_int64_labels_are_stored_8_byte_aligned_for_any_size(tmp_path):
     # 1 image of 3x3x3 bytes: had the images come first, the labels would start at an odd offset.
     data = ImageTensors(images=torch.zeros((1, 3, 3, 3), dtype=torch.uint8), labels=torch.tensor([7]))
     path = tmp_path / "entry.safetensors"
-    decoded_cache.write_entry(path, decoded_cache.CacheKey("f" * 16, 3, decoded_cache.DECODE_VERSION), data)
+    decoded_splits.write_entry(path, decoded_splits.CacheKey("f" * 16, 3, decoded_splits.DECODE_VERSION), data)
     raw = path.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + header_len])
@@ -133,7 +133,7 @@ def test_image_size_class_subset_and_version_get_their_own_entries(saved, cache_
     assert load_task(f"{saved}?image_size=16").tensors("train").images.shape == (24, 3, 16, 16)
     assert decodes == [24, 24, 12]  # both read from the cache
 
-    monkeypatch.setattr(decoded_cache, "DECODE_VERSION", decoded_cache.DECODE_VERSION + 1)
+    monkeypatch.setattr(decoded_splits, "DECODE_VERSION", decoded_splits.DECODE_VERSION + 1)
     load_task(saved).tensors("train")
     assert decodes == [24, 24, 12, 24] and len(_entries(cache_dir)) == 4
 
@@ -157,7 +157,7 @@ def test_held_out_split_and_image_folder_are_cached(tmp_path, saved, cache_dir, 
 
 def test_in_memory_dataset_is_decoded_every_time_and_never_written(cache_dir):
     ds = labelled_dataset(6, 2, seed=4)
-    assert decoded_cache.cache_key(ds, 12) is None
+    assert decoded_splits.cache_key(ds, 12) is None
     calls = []
 
     def decode(out=None):
@@ -165,7 +165,7 @@ def test_in_memory_dataset_is_decoded_every_time_and_never_written(cache_dir):
         return to_tensors(ds, 12, out=out)
 
     for _ in range(2):
-        assert len(decoded_cache.load_or_decode(ds, 12, decode)) == 6
+        assert len(decoded_splits.load_or_decode(ds, 12, decode)) == 6
     assert len(calls) == 2
     assert not cache_dir.exists()
 
@@ -193,10 +193,10 @@ def test_corrupt_entry_is_decoded_again_with_a_warning_and_rewritten(saved, cach
 def test_entry_with_other_content_under_the_key_is_not_used(saved, decodes, caplog):
     task = load_task(saved)
     expected = task.tensors("train")
-    key = decoded_cache.cache_key(task.train, task.image_size)
+    key = decoded_splits.cache_key(task.train, task.image_size)
     wrong = to_tensors(task.train, task.image_size)
     wrong.labels = wrong.labels.flip(0)  # same shapes and metadata, other rows
-    decoded_cache.write_entry(decoded_cache.entry_path(key), key, wrong)
+    decoded_splits.write_entry(decoded_splits.entry_path(key), key, wrong)
 
     _assert_same(expected, load_task(saved).tensors("train"))
     assert decodes == [24, 24]
@@ -232,7 +232,7 @@ def test_a_new_cache_folder_is_tagged_as_a_cache(saved, cache_dir):
 def test_opt_out_neither_writes_nor_reads(saved, cache_dir, decodes, monkeypatch, value):
     load_task(saved).tensors("train")
     assert decodes == [24] and len(_entries(cache_dir)) == 1
-    monkeypatch.setenv(decoded_cache.ENV, value)
+    monkeypatch.setenv(decoded_splits.ENV, value)
     cache_dir_entries = {p: p.stat().st_mtime_ns for p in _entries(cache_dir)}
     load_task(saved).tensors("train")
     load_task(saved).tensors("eval")
@@ -244,9 +244,9 @@ def test_a_writer_replacing_the_entry_leaves_tensors_already_read_intact(saved, 
     expected = load_task(saved).tensors("train")
     task = load_task(saved)
     read = task.tensors("train")  # memory-mapped from the entry
-    key = decoded_cache.cache_key(task.train, task.image_size)
+    key = decoded_splits.cache_key(task.train, task.image_size)
     zeros = ImageTensors(images=torch.zeros_like(read.images), labels=read.labels.clone())
-    decoded_cache.write_entry(decoded_cache.entry_path(key), key, zeros)  # as another rank finishing later
+    decoded_splits.write_entry(decoded_splits.entry_path(key), key, zeros)  # as another rank finishing later
     _assert_same(expected, read)
 
 
@@ -260,7 +260,7 @@ def test_a_read_only_cache_is_read_and_a_miss_is_decoded_with_a_warning(saved, c
     def read_only(*args, **kwargs):
         raise FolderNotWritableError("output folder /cache cannot be written: Read-only file system")
 
-    monkeypatch.setattr("lsml_hub.data.decoded_cache.writable_cache_root", read_only)
+    monkeypatch.setattr("lsml_hub.data.decoded_splits.writable_cache_root", read_only)
     task = load_task(saved)
     assert len(task.tensors("train")) == 24 and decodes == [24]  # read from the cache
     assert len(task.tensors("eval")) == 8 and decodes == [24, 8]  # a miss: decoded, not written
@@ -283,7 +283,7 @@ def test_a_miss_decodes_straight_into_the_entry_file(saved, cache_dir):
         outs.append(out)
         return to_tensors(ds, 16, out=out)
 
-    data = decoded_cache.load_or_decode(ds, 16, decode)
+    data = decoded_splits.load_or_decode(ds, 16, decode)
     assert len(outs) == 1 and outs[0] is not None  # no in-memory copy of the split was asked for
     [entry] = [p for p in _entries(cache_dir) if p.name.startswith("16px-")]
     assert torch.equal(load_file(entry)["images"], data.images)
@@ -294,9 +294,9 @@ def test_no_room_for_the_entry_decodes_into_memory_with_a_warning(saved, cache_d
     def full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(decoded_cache.os, "posix_fallocate", full)
+    monkeypatch.setattr(decoded_splits.os, "posix_fallocate", full)
     ds = load_task(saved).train
-    data = decoded_cache.load_or_decode(ds, 16, lambda out=None: to_tensors(ds, 16, out=out))
+    data = decoded_splits.load_or_decode(ds, 16, lambda out=None: to_tensors(ds, 16, out=out))
     assert torch.equal(data.images, to_tensors(ds, 16).images)
     assert "No space left on device" in caplog.text and "decoding into memory" in caplog.text
     assert not [p for p in _entries(cache_dir) if p.name.startswith("16px-")]

@@ -21,7 +21,6 @@ import logging
 import math
 import mmap
 import os
-import re
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,7 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lsml_hub._io import atomic_write
-from lsml_hub.data.builtin.cache import DECODED_SUBDIR, cache_root, writable_cache_root
+from lsml_hub.data.cache_folder import DECODED_SUBDIR, ENTRY_NAMES, cache_root, writable_cache_root
 from lsml_hub.data.tensors import ImageTensors, label_tensor
 from lsml_hub.output_folder import FolderNotWritableError
 
@@ -46,7 +45,7 @@ SUBDIR = DECODED_SUBDIR
 DECODE_VERSION = 1
 _SAFETENSORS_DTYPES = {torch.uint8: "U8", torch.int64: "I64"}
 #: The file names CacheKey.filename gives.
-ENTRY_NAME = re.compile(r"[0-9]+px-[0-9a-f]{24}\.safetensors")
+ENTRY_NAME = ENTRY_NAMES["decoded"]
 
 
 class CorruptEntryError(ValueError):
