@@ -1,4 +1,4 @@
-"""The meta-update rules: hand-computed shifts and the equalities of the README's "The algorithm"."""
+"""The meta-update rules: hand-computed shifts and the equalities of docs/algorithm.md."""
 
 from __future__ import annotations
 

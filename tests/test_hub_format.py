@@ -1,4 +1,4 @@
-"""save_init writes the README's init folder: headless safetensors, timm config + lsml block, model card."""
+"""save_init writes the folder of docs/init-format.md: headless safetensors, timm config + lsml block, model card."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The meta-training loop (the README's "The algorithm") on one process or many (torchrun)."""
+"""The meta-training loop (docs/algorithm.md) on one process or many (torchrun); recipes/meta_train.py spells it out."""
 
 from __future__ import annotations
 
