@@ -56,8 +56,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     """Open a temporary file next to ``path``; on success fsync it and rename it over ``path``.
 
     Example:
-        >>> with atomic_write("/tmp/x.json", "w") as f:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+        >>> with atomic_write(path, "w") as f:
         ...     _ = f.write("{}")
+        >>> path.read_text()
+        '{}'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,8 +125,13 @@ def file_in_the_way(path: str | os.PathLike) -> str | None:
     creating the folder fail (after the work that was to be written there).
 
     Example:
-        >>> file_in_the_way("/etc/hostname/sub")
-        'is inside /etc/hostname, which is a file'
+        >>> import pathlib, tempfile
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> _ = file.write_text("")
+        >>> file_in_the_way(file / "sub").replace(str(file), "notes.txt")
+        'is inside notes.txt, which is a file'
+        >>> file_in_the_way(file.parent / "new") is None
+        True
     """
     path = Path(path)
     existing = next((p for p in (path, *path.parents) if p.exists()), None)

@@ -39,10 +39,11 @@ def evaluate_model(model: nn.Module, data: ImageTensors, *, mean: Sequence[float
     Example:
         >>> from lsml_hub.data import load_task
         >>> import timm
-        >>> data = load_task("builtin:digits").tensors("eval")  # doctest: +SKIP
-        >>> evaluate_model(timm.create_model("test_resnet", num_classes=10), data, mean=(0.5,) * 3,
-        ...                std=(0.5,) * 3, device=torch.device("cpu")).samples  # doctest: +SKIP
-        359
+        >>> data = load_task("builtin:digits").tensors("eval")
+        >>> result = evaluate_model(timm.create_model("test_resnet", num_classes=10), data, mean=(0.5,) * 3,
+        ...                         std=(0.5,) * 3, device=torch.device("cpu"))
+        >>> result.samples, 0.0 <= result.accuracy <= 1.0
+        (359, True)
     """
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -74,7 +75,14 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], batch: Batch, op
             overflow flag on the host once per step.
 
     Example:
-        >>> loss = train_step(model, next(stream), optimizer)  # doctest: +SKIP
+        >>> from lsml_hub.data import Batch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> batch = Batch(torch.randn(8, 3, 4, 4, generator=g), torch.tensor([0, 1] * 4))
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        >>> losses = [train_step(model, batch, optimizer) for _ in range(3)]
+        >>> losses[0].requires_grad, bool(losses[-1] < losses[0])  # detached; the same batch's loss goes down
+        (False, True)
     """
     with compute.autocast(batch.images.device):
         logits = forward(batch.images)

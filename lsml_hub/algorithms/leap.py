@@ -26,8 +26,9 @@ class Leap(MetaAlgorithm):
     terms (the path on the loss surface, not only in parameter space), ``stabilizer`` uses −|d| so that a
     rising loss still pulls the start the right way, ``norm`` divides by the segment length (path
     length) rather than not (path energy). Everything comes from what the inner step computed anyway:
-    it costs two backbone-sized tensors per task and no extra forward or backward pass. The meta-step
-    comes at every reset (P = K), and the accumulation restarts with the trajectory.
+    it costs three backbone-sized tensors per task (meta-gradient, last gradient, last update) and no
+    extra forward or backward pass. The meta-step comes at every reset (P = K), and the accumulation
+    restarts with the trajectory.
 
     Example:
         >>> leap = Leap(meta_lr=1.0, reset_period=2)

@@ -106,8 +106,11 @@ def load_or_decode(ds: datasets.Dataset, image_size: int, decode: Callable[..., 
     Example:
         >>> from lsml_hub.data import load_task, to_tensors
         >>> train = load_task("builtin:digits").train
-        >>> load_or_decode(train, 32, lambda: to_tensors(train, 32)).images.shape[1:]
+        >>> decode = lambda out=None: to_tensors(train, 32, out=out)
+        >>> load_or_decode(train, 32, decode).images.shape[1:]
         torch.Size([3, 32, 32])
+        >>> entry_path(cache_key(train, 32)).exists()  # the next call reads this entry back
+        True
     """
     key = cache_key(ds, image_size) if enabled() else None
     if key is None:

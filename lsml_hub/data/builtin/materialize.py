@@ -45,10 +45,11 @@ def datasets_progress_bars_off() -> Iterator[None]:
     ``HF_DATASETS_DISABLE_PROGRESS_BARS=0`` (bars forced on) is respected: nothing is hidden then.
 
     Example:
+        >>> before = datasets.utils.are_progress_bars_disabled()
         >>> with datasets_progress_bars_off():
         ...     hidden = datasets.utils.are_progress_bars_disabled()
-        >>> hidden, datasets.utils.are_progress_bars_disabled()
-        (True, False)
+        >>> hidden, datasets.utils.are_progress_bars_disabled() == before  # hidden, then as before
+        (True, True)
     """
     # The switch is global to the process: only a switch this block turned off is turned back on.
     forced_on = datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False  # disabling would only warn
