@@ -1,7 +1,10 @@
 """torch.hub entry points: meta-learned initializations for timm backbones.
 
 Importing this file does no I/O; weights are fetched (through the Hugging Face cache) and their
-sha256 checked when an entry point is called.
+sha256 checked when an entry point is called. ``init`` takes every init string of
+``lsml_hub.create_model``: ``hf-hub:owner/name[@revision]``, ``local-dir:PATH``, a folder path, a
+registered name, ``scratch:ARCH`` (random weights) or ``timm:ARCH[.TAG]`` (timm's pretrained weights,
+from the Hugging Face cache only).
 
 Example:
     >>> import torch
@@ -19,7 +22,8 @@ def meta_init(init, *, num_classes=0, pretrained=True, **kwargs):
     """Any init: a timm model with the init's backbone and a fresh head of ``num_classes`` (0: headless).
 
     Args:
-        init: ``hf-hub:owner/name[@revision]``, ``local-dir:PATH``, a folder path or a registry name.
+        init: ``hf-hub:owner/name[@revision]``, ``local-dir:PATH``, a folder path, a registered name,
+            ``scratch:ARCH`` or ``timm:ARCH[.TAG]``.
         num_classes: Classes of the new head.
         pretrained: False gives the init's architecture with random weights.
         **kwargs: Passed to ``timm.create_model``.
@@ -27,15 +31,18 @@ def meta_init(init, *, num_classes=0, pretrained=True, **kwargs):
     Example:
         >>> model = torch.hub.load("path/to/lsml-hub", "meta_init", init="hf-hub:owner/name",
         ...                        num_classes=10, source="local")  # doctest: +SKIP
+        >>> model = torch.hub.load("path/to/lsml-hub", "meta_init", init="scratch:resnet20_cifar",
+        ...                        num_classes=10, source="local")  # doctest: +SKIP
     """
     return _create_model(init, num_classes=num_classes, pretrained=pretrained, **kwargs)
 
 
-def resnet20_cifar(*, init="resnet20_cifar.cts_paper8", num_classes=0, pretrained=True, **kwargs):
+def resnet20_cifar(*, init=None, num_classes=0, pretrained=True, **kwargs):
     """CIFAR-style ResNet-20 (the paper's backbone) with a meta-learned init.
 
     Args:
-        init: Any ``resnet20_cifar`` init; the default registry entry is not on the Hub yet.
+        init: A ``resnet20_cifar`` init (required with ``pretrained=True``: none is published yet;
+            ``lsml-hub list`` shows those available here).
         num_classes: Classes of the new head (0: headless).
         pretrained: False gives random weights without fetching anything.
         **kwargs: Passed to ``timm.create_model``.
@@ -48,11 +55,12 @@ def resnet20_cifar(*, init="resnet20_cifar.cts_paper8", num_classes=0, pretraine
     return _create_model_as("resnet20_cifar", init, num_classes=num_classes, pretrained=pretrained, **kwargs)
 
 
-def test_resnet(*, init="test_resnet.cts_glyphs4", num_classes=0, pretrained=True, **kwargs):
+def test_resnet(*, init=None, num_classes=0, pretrained=True, **kwargs):
     """timm's tiny ``test_resnet`` with a meta-learned init (CPU-scale demos).
 
     Args:
-        init: Any ``test_resnet`` init; the default registry entry is not on the Hub yet.
+        init: A ``test_resnet`` init (required with ``pretrained=True``: none is published yet;
+            ``lsml-hub list`` shows those available here).
         num_classes: Classes of the new head (0: headless).
         pretrained: False gives random weights without fetching anything.
         **kwargs: Passed to ``timm.create_model``.

@@ -20,9 +20,11 @@ import timm
 import yaml
 from _isolation import one_thread
 from _training_helpers import TWO_TASKS, small_config, training_caches
+from huggingface_hub import constants
 
 import lsml_hub
 from lsml_hub.cli import main
+from lsml_hub.hub import add_to_hub_cache
 
 # A folder no process can create, not even root's: /proc holds only what the kernel puts there.
 UNCREATABLE = "/proc/lsml-hub-no-such-folder/out"
@@ -110,6 +112,16 @@ def _flip_a_byte(folder: Path) -> None:
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
+
+
+def _another_init_cached(ws: Path) -> None:
+    an_init("init")(ws)
+    an_init("other")(ws)  # other random weights
+    add_to_hub_cache(ws / "other", "me/demo", cache_dir=ws / "hf")
+
+
+# The Hugging Face cache of a case, inside the workspace: whatever a refused command wrote there would show.
+HF_CACHE_IN_WS = {"HF_HUB_CACHE": "{ws}/hf"}
 
 
 def _run_marker_of_another_config(ws: Path) -> None:
@@ -263,6 +275,28 @@ CASES: dict[str, Case] = {
     "create_num_classes_text": Case(("finetune", "--init", "{ws}/init", "--data", "builtin:digits", "--steps", "x"),
                                     "invalid int value: 'x'", an_init(), argparse=True),
     "cache_rm_unknown_kind": Case(("cache", "rm", "everything"), "invalid choice: 'everything'", argparse=True),
+    # -- init strings and the Hugging Face cache ----------------------------------------------------------
+    "info_unknown_init_source": Case(("info", "s3:bucket/init"), "unknown init source 's3' in 's3:bucket/init'; "
+                                                                 "valid: hf-hub:owner/name[@revision], local-dir:PATH"),
+    "info_bare_timm_name": Case(("info", "resnet18"), "use timm:resnet18 (pretrained weights) or scratch:resnet18"),
+    "info_scratch_unknown_model": Case(("info", "scratch:resnt18"), "unknown model 'resnt18' in 'scratch:resnt18'"),
+    "info_timm_without_hub_weights": Case(("info", "timm:resnet20_cifar"),
+                                          "timm has no pretrained weights on the Hugging Face Hub for resnet20_cifar"),
+    "finetune_timm_not_cached": Case(("finetune", "--init", "timm:test_resnet", "--data", "builtin:digits"),
+                                     "not in the Hugging Face cache", env=HF_CACHE_IN_WS),
+    "cache_add_not_an_init": Case(("cache", "add", "{ws}/mine", "me/demo"), "is not a complete init: missing",
+                                  files(**{"mine__notes.txt": "x"}), env=HF_CACHE_IN_WS),
+    "cache_add_missing_folder": Case(("cache", "add", "{ws}/gone", "me/demo"), "gone does not exist",
+                                     env=HF_CACHE_IN_WS),
+    "cache_add_tampered_init": Case(("cache", "add", "{ws}/init", "me/demo"), "does not match",
+                                    an_init(edit=_flip_a_byte), env=HF_CACHE_IN_WS),
+    "cache_add_bad_repo_id": Case(("cache", "add", "{ws}/init", "demo"), "bad Hub id 'demo': use OWNER/NAME",
+                                  an_init(), env=HF_CACHE_IN_WS),
+    "cache_add_bad_revision": Case(("cache", "add", "{ws}/init", "me/demo", "--revision", "a/b"),
+                                   "bad revision 'a/b'", an_init(), env=HF_CACHE_IN_WS),
+    "cache_add_over_another_init": Case(("cache", "add", "{ws}/init", "me/demo"),
+                                        "the Hugging Face cache already holds me/demo@main", _another_init_cached,
+                                        env=HF_CACHE_IN_WS),
 }
 
 
@@ -303,6 +337,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, tmp_path, capsys,
         case.setup(ws)
     for key, value in case.env.items():
         monkeypatch.setenv(key, value.replace("{ws}", str(ws)))
+        if key == "HF_HUB_CACHE":  # huggingface_hub read the environment at import
+            monkeypatch.setattr(constants, "HF_HUB_CACHE", value.replace("{ws}", str(ws)))
     before = snapshot(ws)
     capsys.readouterr()
     argv = [arg.replace("{ws}", str(ws)) for arg in case.argv]

@@ -315,7 +315,9 @@ def test_a_file_that_is_not_safetensors_is_refused(hub_make_init):
     assert_one_line(err)
 
 
-def test_unknown_registry_name_suggests_close_names():
+def test_unknown_registry_name_suggests_close_names(monkeypatch):
+    entry = InitEntry("resnet20_cifar.cts_paper8", "owner/name", None, "resnet20_cifar", "cts", ("svhn",), (3, 32, 32))
+    monkeypatch.setitem(registry_module._REGISTRY, entry.name, entry)
     with pytest.raises(InitError, match=r"unknown init 'resnet20_cifar\.cts_papr8'.*did you mean "
                                         r"resnet20_cifar\.cts_paper8") as err:
         lsml_hub.create_model("resnet20_cifar.cts_papr8")

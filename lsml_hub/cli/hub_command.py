@@ -14,19 +14,26 @@ _PUSH_EPILOG = ("The token comes from HF_TOKEN or `hf auth login`; there is deli
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the hub sub-commands to the ``lsml-hub`` parser."""
     p = subparsers.add_parser(
-        "list", help="list the registry of known inits",
-        description="List the registry of known inits: name, algorithm, input size, source tasks and Hub id.",
+        "list", help="list the inits that load here (registered, in the Hugging Face cache, on the Hub)",
+        description="List the inits that can be loaded here, each with the init string that loads it and where "
+                    "it comes from: registered with lsml_hub.register_init, in the Hugging Face cache "
+                    "(HF_HUB_CACHE; `lsml-hub cache add` puts one there), or tagged lsml-hub on the Hub "
+                    "(skipped with HF_HUB_OFFLINE=1 or --no-hub).",
     )
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter on names (default: all)")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="shell-style filter on init strings and Hub ids, e.g. '*cts*' (default: all)")
+    p.add_argument("--no-hub", action="store_true", help="list local inits only: do not ask the Hub")
     p.set_defaults(func=run_list)
 
     p = subparsers.add_parser(
-        "info", help="summarize an init (registry name, hf-hub:, local-dir: or folder)",
+        "info", help="summarize an init (any init string: hf-hub:, local-dir:, folder, name, scratch:, timm:)",
         description="Summarize an init: its registry entry, if any, and its config.json; a local folder is "
-                    "checked as loading checks it (sha256 of the weights, every tensor's name and shape).",
+                    "checked as loading checks it (sha256 of the weights, every tensor's name and shape). "
+                    "scratch:ARCH and timm:ARCH[.TAG] show the timm architecture and where its weights are.",
     )
-    p.add_argument("init", metavar="NAME|PATH",
-                   help="a registry name (see `lsml-hub list`), hf-hub:owner/name[@rev], local-dir:PATH or a folder")
+    p.add_argument("init", metavar="INIT",
+                   help="hf-hub:owner/name[@rev], local-dir:PATH, a folder, a name from `lsml-hub list`, "
+                        "scratch:ARCH or timm:ARCH[.TAG]")
     p.set_defaults(func=run_info)
 
     p = subparsers.add_parser(
@@ -54,38 +61,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from lsml_hub.hub import list_inits
+    from lsml_hub.hub.registry import hub_searched, list_inits
 
-    entries = list_inits(args.pattern)
-    rows = [("NAME", "ALGORITHM", "INPUT", "SOURCE TASKS", "HUB ID")]
-    for e in entries:
-        rev = f"@{e.revision}" if e.revision else ""
-        rows.append((e.name, e.algorithm, "x".join(map(str, e.input_size)), str(len(e.source_tasks)),
-                     f"{e.hf_hub_id}{rev}"))
+    hub = False if args.no_hub else None
+    available = list_inits(hub=hub)
+    entries = [e for e in available if e.matches(args.pattern)]
+    if not entries:
+        print(_nothing_listed(args.pattern, len(available), hub_searched(hub)))
+        return 0
+    rows = [("INIT", "FROM", "ARCHITECTURE", "ALGORITHM", "INPUT", "SOURCE TASKS")]
+    rows += [(e.init, ",".join(e.origins), e.architecture or "-", e.algorithm or "-",
+              "x".join(map(str, e.input_size)) if e.input_size else "-", str(len(e.source_tasks) or "-"))
+             for e in entries]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    print(f"{len(entries)} inits; none is on the Hub yet (they name the intended Hub ids)")
+    searched = "" if hub_searched(hub) else " (the Hub was not searched)"
+    print(f"{len(entries)} init{'s' if len(entries) != 1 else ''}{searched}; load one with "
+          "lsml_hub.create_model(INIT, num_classes=...), or see it with `lsml-hub info INIT`")
     return 0
+
+
+def _nothing_listed(pattern: str, available: int, hub: bool) -> str:
+    from lsml_hub.hub.hf_cache import hub_cache_dir
+
+    if available:
+        return f"no init matches {pattern!r}; `lsml-hub list` shows all {available}"
+    where = "on the Hub" if hub else "on the Hub (not searched: HF_HUB_OFFLINE or --no-hub)"
+    return (f"no init available: none registered, none in the Hugging Face cache ({hub_cache_dir()}), none {where}; "
+            "add one with `lsml-hub cache add INIT_FOLDER OWNER/NAME` (an init folder, such as the init/ "
+            "that `lsml-hub meta-train` writes) or lsml_hub.register_init(...)")
 
 
 def run_info(args: argparse.Namespace) -> int:
     from lsml_hub.hub import create_model, load_init_config, verify_init
-    from lsml_hub.hub.registry import get_init, is_registered
-    from lsml_hub.hub.resolve import LOCAL_DIR, parse_init
+    from lsml_hub.hub.registry import get_init
+    from lsml_hub.hub.resolve import LOCAL_DIR, SCRATCH, TIMM, parse_init
 
-    if is_registered(args.init):
-        _print_entry(get_init(args.init))
     ref = parse_init(args.init)
+    if ref.kind == SCRATCH:
+        _print_scratch(ref)
+        return 0
+    if ref.kind == TIMM:
+        _print_timm(ref)
+        return 0
+    if ref.name:
+        _print_entry(get_init(ref.name))
     try:
         if ref.kind == LOCAL_DIR:
             config = verify_init(ref.location)
-            create_model(f"local-dir:{ref.location}")  # the strict key and shape check loading does
+            create_model(ref)  # the strict key and shape check loading does
             checked = f"verified: the weights match it and load strictly as {config.architecture}"
         else:
-            config, checked = load_init_config(args.init), "recorded"
+            config, checked = load_init_config(ref), "recorded"
     except InitError as err:
-        if not is_registered(args.init):
+        if not ref.name:
             raise
         print(f"config: not available here ({err})")
         return 0
@@ -128,6 +158,47 @@ def _print_entry(entry: Any) -> None:
         "license": entry.license,
         "description": entry.description,
     })
+
+
+def _print_scratch(ref: Any) -> None:
+    cfg, params = _timm_model_facts(ref.location)
+    _print_fields({
+        "init": str(ref),
+        "weights": "random (timm's initialisation, drawn when the model is built): nothing to fetch or verify",
+        "architecture": ref.architecture,
+        "parameters": f"{params:,} (headless)",
+        "input": f"size {cfg.get('input_size')}, mean {cfg.get('mean')}, std {cfg.get('std')} (timm's default; "
+                 "finetune and compare feed the target's size)",
+    })
+
+
+def _print_timm(ref: Any) -> None:
+    from lsml_hub.hub.pretrained import PRETRAINED_FILE, find_cached_pretrained, pretrained_source
+
+    source = pretrained_source(ref.location)
+    cached = find_cached_pretrained(ref.location)
+    fetch = f"`hf download {source.hf_hub_id} {PRETRAINED_FILE}`"
+    cfg, params = _timm_model_facts(ref.location)
+    _print_fields({
+        "init": str(ref),
+        "weights": f"timm's pretrained {ref.location} ({PRETRAINED_FILE} of {source.hf_hub_id})",
+        "cached": str(cached.path) if cached else f"no: not in the Hugging Face cache, and never downloaded "
+                                                  f"here; pre-fetch with {fetch}",
+        "architecture": ref.architecture,
+        "parameters": f"{params:,} (headless)",
+        "input": f"size {cfg.get('input_size')}, mean {cfg.get('mean')}, std {cfg.get('std')}",
+        "license": cfg.get("license") or "-",
+    })
+
+
+def _timm_model_facts(name: str) -> tuple[dict[str, Any], int]:
+    """The ``pretrained_cfg`` and parameter count of timm's headless ``name``, built without memory (meta)."""
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    return model.pretrained_cfg, sum(p.numel() for p in model.parameters())
 
 
 def _print_config(config: Any, checked: str) -> None:

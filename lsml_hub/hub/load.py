@@ -1,4 +1,10 @@
-"""Build timm models from inits: resolve, fetch, verify the sha256, load the backbone strictly."""
+"""Build timm models from init strings: resolve, fetch, verify the sha256, load the backbone strictly.
+
+Every form of :func:`~lsml_hub.hub.resolve.parse_init` builds here: inits (``hf-hub:``, ``local-dir:``,
+a folder, a registered name) are fetched, verified and loaded strictly; ``scratch:ARCH`` is timm's
+random initialisation; ``timm:ARCH[.TAG]`` is timm's pretrained weights, read from the Hugging Face
+cache only.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,20 @@ import torch
 from torch import nn
 
 from lsml_hub.errors import ConfigError, InitError, IntegrityError
-from lsml_hub.hub.config import InitConfig, read_config
+from lsml_hub.hub.config import SHA256_PATTERN, InitConfig, read_config
 from lsml_hub.hub.format import check_sha256, recorded_sha256, sha256_file
-from lsml_hub.hub.resolve import HF_HUB, InitFiles, InitRef, fetch_init, fetch_weights, parse_init
+from lsml_hub.hub.pretrained import CachedWeights, require_cached_pretrained
+from lsml_hub.hub.resolve import (
+    HF_HUB,
+    SCRATCH,
+    TIMM,
+    VALID_FORMS,
+    InitFiles,
+    InitRef,
+    fetch_init,
+    fetch_weights,
+    parse_init,
+)
 from lsml_hub.hub.weights import load_backbone, read_tensors, read_weights, tensors_from_bytes
 
 logger = logging.getLogger(__name__)
@@ -26,15 +43,19 @@ logger = logging.getLogger(__name__)
 _LARGE_WEIGHTS_BYTES = 16 << 20
 
 
-def load_init_config(init: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> InitConfig:
+def load_init_config(init: str | os.PathLike | InitRef, *, cache_dir: str | os.PathLike | None = None) -> InitConfig:
     """Read an init's ``config.json`` (fetching only that file from the Hub).
 
     Args:
-        init: ``hf-hub:owner/name[@rev]``, ``local-dir:PATH``, a folder path or a registry name.
+        init: ``hf-hub:owner/name[@rev]``, ``local-dir:PATH``, a folder path or a registered name
+            (``scratch:`` and ``timm:`` have no config.json: an :class:`InitError` says so).
         cache_dir: Hugging Face cache to use instead of ``HF_HUB_CACHE``.
 
     Returns:
         The config, with ``path`` set to the local folder that holds it.
+
+    Raises:
+        InitError: As :func:`create_model`, or the string names a ``scratch:``/``timm:`` model.
 
     Example:
         >>> load_init_config("local-dir:runs/demo/inits/cts").algorithm_name  # doctest: +SKIP
@@ -46,7 +67,7 @@ def load_init_config(init: str | os.PathLike, *, cache_dir: str | os.PathLike | 
 
 
 def create_model(
-    init: str | os.PathLike,
+    init: str | os.PathLike | InitRef,
     *,
     num_classes: int = 0,
     pretrained: bool = True,
@@ -54,31 +75,41 @@ def create_model(
 ) -> nn.Module:
     """A timm model whose backbone is the init, with a fresh head of ``num_classes`` (0: headless).
 
-    The weights' sha256 is checked against ``config.json`` before they are loaded, and every
-    backbone tensor of the model must come from the file: a missing, unexpected or mis-shaped
+    For an init, the weights' sha256 is checked against ``config.json`` before they are loaded, and
+    every backbone tensor of the model must come from the file: a missing, unexpected or mis-shaped
     tensor is an error (plain timm loads non-strictly as soon as ``num_classes`` differs).
 
     Args:
-        init: ``hf-hub:owner/name[@revision]``, ``local-dir:PATH``, a folder path, or a registry name.
+        init: ``hf-hub:owner/name[@revision]``, ``local-dir:PATH``, a folder path, a registered name
+            (``lsml-hub list``), ``scratch:ARCH`` (random weights) or ``timm:ARCH[.TAG]`` (timm's
+            pretrained weights, read from the Hugging Face cache and never downloaded).
         num_classes: Classes of the new head; 0 returns pooled features.
-        pretrained: False builds the init's architecture and config with random weights.
+        pretrained: False builds the architecture (and an init's config) with random weights, fetching
+            no weights.
         **timm_kwargs: Passed to ``timm.create_model`` (``drop_rate``, ``global_pool``...);
             ``cache_dir`` selects the Hugging Face cache.
 
     Raises:
-        ConfigError: ``num_classes`` is not an integer >= 0.
-        InitError: The init cannot be found, fetched or does not fit its architecture.
+        ConfigError: ``num_classes`` is not an integer >= 0, or ``scratch:``/``timm:`` names a model
+            timm does not know.
+        InitError: The string is malformed, or the init cannot be found, fetched or does not fit its
+            architecture, or ``timm:`` weights are not in the Hugging Face cache.
         IntegrityError: ``model.safetensors`` does not match its recorded sha256.
 
     Example:
         >>> import lsml_hub
+        >>> lsml_hub.create_model("scratch:resnet20_cifar", num_classes=5).num_classes
+        5
         >>> model = lsml_hub.create_model("local-dir:runs/demo/inits/cts", num_classes=10)  # doctest: +SKIP
-        >>> model.num_classes  # doctest: +SKIP
-        10
     """
     check_num_classes(num_classes)
     cache_dir = timm_kwargs.pop("cache_dir", None)
-    files = fetch_init(parse_init(init), cache_dir=cache_dir, weights=pretrained)
+    ref = parse_init(init)
+    if ref.kind == SCRATCH:
+        return _create_scratch(ref, num_classes, timm_kwargs)
+    if ref.kind == TIMM:
+        return _create_timm(ref, num_classes, pretrained, cache_dir, timm_kwargs)
+    files = fetch_init(ref, cache_dir=cache_dir, weights=pretrained)
     config = _read_checked_config(files)
     if not pretrained:
         return _build(config, files, num_classes, timm_kwargs)
@@ -87,7 +118,7 @@ def create_model(
 
 def create_model_as(
     architecture: str,
-    init: str | os.PathLike,
+    init: str | os.PathLike | InitRef | None,
     *,
     num_classes: int = 0,
     pretrained: bool = True,
@@ -98,22 +129,29 @@ def create_model_as(
     With ``pretrained=False`` nothing is fetched: the bare timm architecture is returned.
 
     Raises:
-        InitError: The init is for another architecture.
+        InitError: The init is for another architecture, or none is given and ``pretrained`` is true.
 
     Example:
-        >>> create_model_as("resnet20_cifar", "resnet20_cifar.cts_paper8", pretrained=False).num_classes
+        >>> create_model_as("resnet20_cifar", None, pretrained=False).num_classes
         0
+        >>> create_model_as("resnet20_cifar", "scratch:resnet20_cifar", num_classes=3).num_classes
+        3
     """
     check_num_classes(num_classes)
     if not pretrained:
         return timm.create_model(architecture, pretrained=False, num_classes=num_classes, **timm_kwargs)
+    if init is None:
+        raise InitError(f"the {architecture} entry point needs init=...: an init of {architecture} "
+                        f"({VALID_FORMS}); pretrained=False gives random weights without one")
+    ref = parse_init(init)
+    if ref.architecture is not None:
+        _check_architecture(str(ref), ref.architecture, architecture)
+        return create_model(ref, num_classes=num_classes, **timm_kwargs)
     cache_dir = timm_kwargs.pop("cache_dir", None)
     # config.json alone first: an init of another architecture is refused before its weights are fetched
-    files = fetch_init(parse_init(init), cache_dir=cache_dir, weights=False)
+    files = fetch_init(ref, cache_dir=cache_dir, weights=False)
     config = _read_checked_config(files)
-    if config.architecture != architecture:
-        raise InitError(f"init {config.source} is for {config.architecture!r}, not {architecture!r}; "
-                        f"use the {config.architecture} entry point or meta_init")
+    _check_architecture(config.source, config.architecture, architecture)
     return _create_pretrained(config, fetch_weights(files, cache_dir=cache_dir), num_classes, timm_kwargs)
 
 
@@ -128,6 +166,48 @@ def check_num_classes(num_classes: Any) -> None:
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
         raise ConfigError(f"num_classes must be an integer >= 0 (0: headless), got {num_classes!r}")
+
+
+def _check_architecture(source: str, found: str, wanted: str) -> None:
+    if found != wanted:
+        raise InitError(f"init {source} is for {found!r}, not {wanted!r}; use the {found} entry point or meta_init")
+
+
+def _create_scratch(ref: InitRef, num_classes: int, timm_kwargs: dict[str, Any]) -> nn.Module:
+    model = timm.create_model(ref.location, pretrained=False, num_classes=num_classes, **timm_kwargs)
+    logger.info("built %s with random weights (%s)", ref.location, ref)
+    return model
+
+
+def _create_timm(ref: InitRef, num_classes: int, pretrained: bool, cache_dir: str | os.PathLike | None,
+                 timm_kwargs: dict[str, Any]) -> nn.Module:
+    if not pretrained:
+        return timm.create_model(ref.location, pretrained=False, num_classes=num_classes, **timm_kwargs)
+    weights = require_cached_pretrained(
+        ref.location, f"init {str(ref)!r}", f"use scratch:{ref.architecture} for random weights",
+        f"use scratch:{ref.architecture} for random weights", cache_dir=cache_dir,
+    )
+    _check_cached_blob(weights)
+    # "file": timm loads this path and never reaches for the network.
+    model = timm.create_model(ref.location, pretrained=True, num_classes=num_classes,
+                              pretrained_cfg_overlay={"file": str(weights.path)}, **timm_kwargs)
+    logger.info("loaded timm's %s weights from %s", ref.location, weights.path)
+    return model
+
+
+def _check_cached_blob(weights: CachedWeights) -> None:
+    """A Hugging Face cache file links to a blob named by its sha256 (large files): check it matches."""
+    path = weights.path
+    if not path.is_symlink():
+        return  # copied into the snapshot (no symlinks here): no name to check against
+    expected = Path(os.readlink(path)).name
+    if not SHA256_PATTERN.fullmatch(expected):
+        return  # a small file's blob is named by its git sha1
+    actual = sha256_file(path)
+    if actual != expected:
+        raise IntegrityError(f"{path}: sha256 {actual[:12]}... does not match its cache blob name {expected[:12]}...; "
+                             f"the file is truncated or altered; fetch it again with `hf download "
+                             f"{weights.hf_hub_id} {path.name} --force-download`")
 
 
 def _create_pretrained(config: InitConfig, files: InitFiles, num_classes: int,

@@ -1,37 +1,56 @@
-"""The registry: a typed table of known inits, named ``<arch>.<tag>`` as timm names pretrained weights.
+"""Which inits are available: registered at run time, in the local Hugging Face cache, or on the Hub.
 
-No init has been published to the Hugging Face Hub yet. The entries below name the Hub ids and
-source tasks the project intends to publish under (``revision`` stays ``None`` until a commit is
-pinned, ``metrics`` stay empty until measured); loading one today fails with a clear "not on the
-Hub / not cached" error. :func:`register_init` adds entries at run time, e.g. for private inits.
+Nothing is listed that cannot be loaded, so nothing is hard-coded: no init of this project is
+published yet. :func:`list_inits` (and ``lsml-hub list``) gathers three sources, each entry naming
+its own:
+
+- ``registered``: named ``<arch>.<tag>`` (as timm names pretrained weights) by :func:`register_init`
+  in this process, e.g. for private inits; the name resolves everywhere an init string is taken.
+- ``cache``: lsml-hub inits in the Hugging Face cache (``HF_HUB_CACHE``), recognised by the
+  ``"lsml"`` block of their ``config.json``; listed as ``hf-hub:owner/name[@revision]``, which
+  loads them with ``HF_HUB_OFFLINE=1``. ``lsml-hub cache add FOLDER owner/name`` puts one there.
+- ``hub``: models on the Hugging Face Hub tagged ``lsml-hub``, unless ``HF_HUB_OFFLINE`` is set;
+  a Hub that cannot be reached is a logged warning, and the local entries are listed.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from lsml_hub.errors import ConfigError, InitError
+from huggingface_hub import HfApi, constants
 
-# Held-out target tasks are not listed: an init's source tasks are what it was meta-trained on.
-# The names are the task names of the recipes that make the inits (tests/test_hub_registry.py checks):
-# recipes/configs/paper_{cts,reptile}.yaml and recipes/configs/cpu_demo.yaml.
-_PAPER8 = (
-    "tiny_imagenet_0-99", "tiny_imagenet_100-199", "cifar100", "stanford_dogs",
-    "fgvc_aircraft", "cub200", "fashion_mnist", "svhn",
-)
-_GLYPHS4 = ("latin_upper", "greek", "cyrillic", "printed_digits")
+from lsml_hub._hub_client import HUB_REQUEST_ERRORS, LIBRARY_NAME
+from lsml_hub.errors import ConfigError, InitError, first_line
+from lsml_hub.version import __version__
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelInfo
+
+    from lsml_hub.hub.hf_cache import CachedInit
+
+logger = logging.getLogger(__name__)
+
+REGISTERED = "registered"
+CACHE = "cache"
+HUB = "hub"
+#: Where a listed init comes from, in the order entries of one init string are merged.
+ORIGINS = (REGISTERED, CACHE, HUB)
+#: At most this many Hub models are listed (the most downloaded first).
+HUB_LIST_LIMIT = 100
 
 
 @dataclass(frozen=True)
 class InitEntry:
-    """One known init.
+    """A registered init: a short name for a Hub init, with what it is.
 
     Args:
-        name: ``<architecture>.<tag>``, e.g. ``"resnet20_cifar.cts_paper8"``.
-        hf_hub_id: Hub repo holding the init (``"owner/name"``).
+        name: ``<architecture>.<tag>``, e.g. ``"resnet20_cifar.cts_mine"``.
+        hf_hub_id: Hub repo holding the init (``"owner/name"``); the Hugging Face cache serves it offline.
         revision: Commit, tag or branch to pin; ``None`` means the repo's default branch.
         architecture: timm architecture name.
         algorithm: Meta-learning algorithm (``"cts"``, ``"reptile"``...).
@@ -42,8 +61,9 @@ class InitEntry:
         description: One sentence for ``lsml-hub list``.
 
     Example:
-        >>> get_init("resnet20_cifar.cts_paper8").init
-        'hf-hub:lsml-hub/resnet20_cifar.cts_paper8'
+        >>> InitEntry("resnet20_cifar.mine", "me/resnet20_cifar.mine", "v1", "resnet20_cifar", "cts",
+        ...           ("svhn",), (3, 32, 32)).init
+        'hf-hub:me/resnet20_cifar.mine@v1'
     """
 
     name: str
@@ -73,6 +93,39 @@ class InitEntry:
         return f"hf-hub:{self.hf_hub_id}{rev}"
 
 
+@dataclass(frozen=True)
+class AvailableInit:
+    """One line of :func:`list_inits`: an init string that loads here, and what is known about it.
+
+    Args:
+        init: What to pass to ``create_model``: a registered name or ``hf-hub:owner/name[@revision]``.
+        origins: Where it was found: ``"registered"``, ``"cache"`` and/or ``"hub"``.
+        hf_hub_id: Its Hub repo.
+        revision: Its Hub revision, if not the default branch.
+        architecture, algorithm, source_tasks, input_size: From its registry entry or ``config.json``;
+            ``None`` (empty) for a Hub init whose config has not been fetched.
+        description: One sentence, for registered entries.
+
+    Example:
+        >>> [(e.init, e.origins) for e in list_inits()]  # doctest: +SKIP
+        [('hf-hub:me/demo', ('cache',)), ('resnet20_cifar.mine', ('registered',))]
+    """
+
+    init: str
+    origins: tuple[str, ...]
+    hf_hub_id: str | None = None
+    revision: str | None = None
+    architecture: str | None = None
+    algorithm: str | None = None
+    source_tasks: tuple[str, ...] = ()
+    input_size: tuple[int, ...] | None = None
+    description: str = ""
+
+    def matches(self, pattern: str) -> bool:
+        """Whether the shell-style ``pattern`` matches the init string or the Hub id."""
+        return any(fnmatch.fnmatchcase(name, pattern) for name in (self.init, self.hf_hub_id or ""))
+
+
 _REGISTRY: dict[str, InitEntry] = {}
 
 
@@ -93,59 +146,126 @@ def register_init(entry: InitEntry, *, overwrite: bool = False) -> InitEntry:
     return entry
 
 
-def list_inits(pattern: str = "*") -> list[InitEntry]:
-    """Registered inits whose name matches the shell-style ``pattern``, sorted by name.
-
-    Example:
-        >>> [e.name for e in list_inits("resnet20_cifar.*")][:1]
-        ['resnet20_cifar.cts_paper8']
-    """
-    return [_REGISTRY[name] for name in sorted(_REGISTRY) if fnmatch.fnmatchcase(name, pattern)]
-
-
 def get_init(name: str) -> InitEntry:
-    """The entry called ``name``.
+    """The registered entry called ``name``.
 
     Raises:
-        InitError: Unknown name; the message suggests close names.
+        InitError: No such registered name; the message suggests close names.
 
     Example:
-        >>> get_init("resnet20_cifar.cts_paper8").algorithm
-        'cts'
+        >>> get_init("resnet20_cifar.nothing")
+        Traceback (most recent call last):
+        ...
+        lsml_hub.errors.InitError: no registered init 'resnet20_cifar.nothing' (none is registered)
     """
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise InitError(_unknown_name_message(name)) from None
+        raise InitError(_unregistered_message(name)) from None
 
 
 def is_registered(name: str) -> bool:
-    """Whether ``name`` is a registry name."""
+    """Whether ``name`` is a registered init name."""
     return name in _REGISTRY
 
 
-def _unknown_name_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known inits: {', '.join(sorted(_REGISTRY))}"
-    return (f"unknown init {name!r}: not in the registry ({hint}); "
-            "a folder needs a '/' or the local-dir: prefix, a Hub repo the hf-hub: prefix")
+def registered_names() -> list[str]:
+    """The registered names, sorted."""
+    return sorted(_REGISTRY)
 
 
-for _entry in (
-    InitEntry(
-        "resnet20_cifar.cts_paper8", "lsml-hub/resnet20_cifar.cts_paper8", None, "resnet20_cifar", "cts",
-        _PAPER8, (3, 32, 32),
-        description="CTS over the paper's 8 heterogeneous source tasks (planned, not yet on the Hub)",
-    ),
-    InitEntry(
-        "resnet20_cifar.reptile_paper8", "lsml-hub/resnet20_cifar.reptile_paper8", None, "resnet20_cifar",
-        "reptile", _PAPER8, (3, 32, 32),
-        description="Reptile baseline over the same 8 source tasks (planned, not yet on the Hub)",
-    ),
-    InitEntry(
-        "test_resnet.cts_glyphs4", "lsml-hub/test_resnet.cts_glyphs4", None, "test_resnet", "cts",
-        _GLYPHS4, (3, 32, 32),
-        description="CPU-scale CTS over cpu_demo.yaml's 4 builtin glyph tasks, for demos (planned, not yet on the Hub)",
-    ),
-):
-    register_init(_entry)
+def list_inits(pattern: str = "*", *, hub: bool | None = None) -> list[AvailableInit]:
+    """The inits that can be loaded here, sorted by init string, filtered by the shell-style ``pattern``.
+
+    Args:
+        pattern: Matched against the init string and the Hub id (``"*cts*"``, ``"me/*"``).
+        hub: Also list the Hub's lsml-hub inits; ``None`` (default) does unless ``HF_HUB_OFFLINE``
+            is set. A Hub that cannot be reached is a logged warning; the local entries are listed.
+
+    Example:
+        >>> list_inits("*", hub=False)  # a fresh machine  # doctest: +SKIP
+        []
+    """
+    from lsml_hub.hub.hf_cache import cached_inits
+
+    found = [*map(_from_entry, _REGISTRY.values()), *map(_from_cache, cached_inits())]
+    if hub_searched(hub):
+        found += hub_inits()
+    return [e for e in _merge(found) if e.matches(pattern)]
+
+
+def hub_searched(hub: bool | None = None) -> bool:
+    """Whether :func:`list_inits` asks the Hub: ``hub``, or when ``None`` whether ``HF_HUB_OFFLINE`` is unset."""
+    return (not constants.is_offline_mode()) if hub is None else hub
+
+
+def hub_inits(limit: int = HUB_LIST_LIMIT) -> list[AvailableInit]:
+    """Models on the Hub tagged ``lsml-hub`` (what ``lsml-hub push`` uploads); ``[]`` (logged) when unreachable.
+
+    Example:
+        >>> [e.init for e in hub_inits()]  # doctest: +SKIP
+        ['hf-hub:me/resnet20_cifar.cts']
+    """
+    api = HfApi(library_name=LIBRARY_NAME, library_version=__version__)
+    try:
+        models = list(api.list_models(filter=LIBRARY_NAME, sort="downloads", limit=limit, expand=["config"]))
+    except HUB_REQUEST_ERRORS as err:
+        logger.warning("could not list lsml-hub inits on the Hugging Face Hub (%s); listing local inits only "
+                       "(HF_HUB_OFFLINE=1 skips the Hub)", first_line(err))
+        return []
+    if len(models) >= limit:
+        logger.info("listing the %d most downloaded lsml-hub inits of the Hub; "
+                    "https://huggingface.co/models?other=%s has them all", limit, LIBRARY_NAME)
+    return [_from_hub(model) for model in models]
+
+
+def _from_entry(entry: InitEntry) -> AvailableInit:
+    return AvailableInit(entry.name, (REGISTERED,), entry.hf_hub_id, entry.revision, entry.architecture,
+                         entry.algorithm, tuple(entry.source_tasks), tuple(entry.input_size), entry.description)
+
+
+def _from_cache(cached: CachedInit) -> AvailableInit:
+    config = cached.config
+    return AvailableInit(cached.init, (CACHE,), cached.repo_id, cached.revision, config.architecture,
+                         config.algorithm_name, tuple(str(t.get("name")) for t in config.source_tasks),
+                         config.input_size)
+
+
+def _from_hub(model: ModelInfo) -> AvailableInit:
+    # The listing carries what the Hub parsed of config.json, when it did; the rest shows as unknown.
+    config = _mapping(getattr(model, "config", None))
+    lsml, pretrained_cfg = _mapping(config.get("lsml")), _mapping(config.get("pretrained_cfg"))
+    architecture, size = config.get("architecture"), pretrained_cfg.get("input_size")
+    algorithm, tasks = _mapping(lsml.get("algorithm")).get("name"), lsml.get("source_tasks")
+    return AvailableInit(
+        f"hf-hub:{model.id}", (HUB,), model.id,
+        architecture=architecture if isinstance(architecture, str) else None,
+        algorithm=str(algorithm) if algorithm else None,
+        source_tasks=tuple(str(_mapping(t).get("name")) for t in tasks) if isinstance(tasks, list) else (),
+        input_size=tuple(size) if isinstance(size, list) else None,
+    )
+
+
+def _mapping(value: object) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _merge(found: Iterable[AvailableInit]) -> list[AvailableInit]:
+    """One entry per init string: the first found keeps its details, and gains the others' origins."""
+    merged: dict[str, AvailableInit] = {}
+    for entry in found:
+        first = merged.get(entry.init)
+        if first is None:
+            merged[entry.init] = entry
+        elif not set(entry.origins) <= set(first.origins):
+            origins = tuple(o for o in ORIGINS if o in first.origins or o in entry.origins)
+            merged[entry.init] = replace(first, origins=origins)
+    return [merged[init] for init in sorted(merged)]
+
+
+def _unregistered_message(name: str) -> str:
+    close = difflib.get_close_matches(name, registered_names(), n=3, cutoff=0.6)
+    if close:
+        return f"no registered init {name!r}; did you mean {', '.join(close)}?"
+    known = ", ".join(registered_names())
+    return f"no registered init {name!r} " + (f"(registered: {known})" if known else "(none is registered)")

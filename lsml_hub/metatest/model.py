@@ -1,8 +1,9 @@
 """The model side of fine-tuning: resolve what the user named, fit its head and input, freeze its body.
 
-A model is named by an ``nn.Module`` (a timm model), by anything :func:`lsml_hub.create_model`
-resolves (an init folder, ``local-dir:``, ``hf-hub:``, a registry name), or by ``"scratch:ARCH"``:
-a randomly initialised timm architecture.
+A model is named by an ``nn.Module`` (a timm model) or by any init string of
+:func:`lsml_hub.hub.parse_init`: an init (folder, ``local-dir:``, ``hf-hub:``, a registered name),
+``"timm:ARCH[.TAG]"`` (timm's pretrained weights) or ``"scratch:ARCH"`` (random weights, given the
+target's image size as input size).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from lsml_hub.errors import ConfigError
+from lsml_hub.hub.resolve import SCRATCH, VALID_FORMS, parse_init
 from lsml_hub.models import create_backbone, split_backbone_head
 
 logger = logging.getLogger(__name__)
 
-SCRATCH_PREFIX = "scratch:"
 RGB = 3
 # Factory arguments that describe one model instance, not the architecture: not copied to a scratch twin.
 _INSTANCE_ARGS = frozenset({
@@ -70,11 +71,6 @@ class InputConfig:
         return cls(image_size=int(size), mean=mean, std=std)
 
 
-def is_scratch(init: Any) -> bool:
-    """Whether ``init`` names a randomly initialised architecture (``"scratch:resnet20_cifar"``)."""
-    return isinstance(init, str) and init.startswith(SCRATCH_PREFIX)
-
-
 def create_scratch(
     architecture: str,
     num_classes: int,
@@ -103,30 +99,34 @@ def resolve_model(model_or_init: nn.Module | str | os.PathLike, num_classes: int
     """Turn what the user passed into a timm model with a fresh ``num_classes``-way head and RGB input.
 
     Args:
-        model_or_init: A timm model (changed in place: its head is reset), ``"scratch:ARCH"``, or an
-            init that :func:`lsml_hub.create_model` resolves.
+        model_or_init: A timm model (changed in place: its head is reset) or an init string that
+            :func:`lsml_hub.create_model` builds; ``"scratch:ARCH"`` gets ``image_size`` as input size.
         num_classes: Classes of the target.
         image_size: Input size given to a scratch model (ignored otherwise).
 
     Raises:
         ConfigError: The model has no timm classifier API, or a first conv that cannot take RGB.
+        InitError: The init string is malformed or the init cannot be loaded.
     """
     if isinstance(model_or_init, nn.Module):
         model = model_or_init
         _reset_head(model, num_classes)
-    elif is_scratch(model_or_init):
-        model = create_scratch(model_or_init[len(SCRATCH_PREFIX):], num_classes, image_size=image_size)
     elif isinstance(model_or_init, (str, os.PathLike)):
-        import lsml_hub
-
-        model = lsml_hub.create_model(model_or_init, num_classes=num_classes)
+        model = _create_from_init(model_or_init, num_classes, image_size)
     else:
-        raise ConfigError(
-            f"cannot fine-tune a {type(model_or_init).__name__}: pass a timm model, an init "
-            "(folder, local-dir:, hf-hub:, registry name) or 'scratch:ARCH'"
-        )
+        raise ConfigError(f"cannot fine-tune a {type(model_or_init).__name__}: pass a timm model or an init "
+                          f"string ({VALID_FORMS})")
     adapt_to_rgb(model)
     return model
+
+
+def _create_from_init(init: str | os.PathLike, num_classes: int, image_size: int) -> nn.Module:
+    from lsml_hub.hub import create_model
+
+    ref = parse_init(init)
+    if ref.kind == SCRATCH:
+        return create_scratch(ref.location, num_classes, image_size=image_size)
+    return create_model(ref, num_classes=num_classes)
 
 
 def _reset_head(model: nn.Module, num_classes: int) -> None:
@@ -195,20 +195,21 @@ def init_architecture(init: nn.Module | str | os.PathLike) -> str:
     """The timm architecture ``init`` builds, without building it (an init's ``config.json`` only).
 
     Raises:
-        ConfigError: A model not made by timm.
-        InitError: The init cannot be found or its config is invalid.
+        ConfigError: A model not made by timm, or a ``scratch:``/``timm:`` model timm does not know.
+        InitError: The init string is malformed, or the init cannot be found or its config is invalid.
 
     Example:
-        >>> init_architecture("scratch:resnet20_cifar")
-        'resnet20_cifar'
+        >>> init_architecture("scratch:resnet20_cifar"), init_architecture("timm:resnet18.a1_in1k")
+        ('resnet20_cifar', 'resnet18')
     """
     if isinstance(init, nn.Module):
         return architecture_of(init)[0]
-    if is_scratch(init):
-        return init[len(SCRATCH_PREFIX):]
+    ref = parse_init(init)
+    if ref.architecture is not None:
+        return ref.architecture
     from lsml_hub.hub import load_init_config
 
-    return load_init_config(init).architecture
+    return load_init_config(ref).architecture
 
 
 def set_trainable(model: nn.Module, mode: str) -> None:

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from lsml_hub._io import atomic_write, atomic_write_json
-from lsml_hub.errors import InitError
+from lsml_hub.errors import InitError, LsmlHubError
 from lsml_hub.hub.config import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.resolve import LOCAL_DIR, parse_init
 from lsml_hub.metatest.comparison import INIT, Comparison, ComparisonRow
-from lsml_hub.metatest.model import SCRATCH_PREFIX
 from lsml_hub.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -32,10 +31,18 @@ _CARD_SECTION = re.compile(re.escape(CARD_BEGIN) + r".*?" + re.escape(CARD_END) 
 
 
 def local_init_folder(source: str) -> Path | None:
-    """The folder of a local init (``local-dir:PATH`` or a folder path), else None (Hub and registry inits)."""
+    """The folder of a local init (``local-dir:PATH`` or a folder path), else None.
+
+    Hub, registered, ``scratch:`` and ``timm:`` inits give None, and so does a model passed in memory
+    (its source is an architecture name).
+
+    Example:
+        >>> local_init_folder("scratch:resnet20_cifar") is None
+        True
+    """
     try:
         ref = parse_init(source)
-    except InitError:  # a model passed in memory: its source is an architecture name, not an init
+    except LsmlHubError:  # a model passed in memory: its source is an architecture name, not an init
         return None
     if ref.kind != LOCAL_DIR:
         return None
@@ -51,7 +58,7 @@ def check_recordable(sources: list[str]) -> None:
     from lsml_hub.hub.format import INIT_FOLDER, foreign_init
 
     for source in sources:
-        folder = None if source.startswith(SCRATCH_PREFIX) else local_init_folder(source)
+        folder = local_init_folder(source)
         if folder is not None:
             INIT_FOLDER.check(folder, belongs=foreign_init)
 
@@ -68,7 +75,7 @@ def record_meta_test(comparison: Comparison) -> list[Path]:
     """
     written = []
     for row in comparison.rows:
-        if row.kind != INIT or row.source.startswith(SCRATCH_PREFIX):
+        if row.kind != INIT:
             continue
         folder = local_init_folder(row.source)
         if folder is None:
