@@ -9,6 +9,7 @@ to the examples under ``lsml_hub/`` only, not to ``tests/``.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -37,3 +38,46 @@ def _doctest_isolation(_doctest_caches: Path, tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(_doctest_caches / "hf_datasets"))
     monkeypatch.chdir(tmp_path)  # a relative path in an example lands in a temporary folder
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # so does tempfile.mkdtemp(): pytest cleans it up
+
+
+# --- The init registry (lsml_hub.hub.registry) -----------------------------------------------------------
+# register_init fills a process-wide registry: each example gets its own copy, so a name an example
+# registers is gone after it and never shows up in another example's listing.
+
+
+@pytest.fixture(autouse=True)
+def _doctest_init_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lsml_hub.hub import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+# Examples of what is done with a finished comparison (its table, report, plot) take one as ``cmp``
+# rather than each running compare first: the docstrings say where it comes from.
+USES_COMPARISON = {
+    "lsml_hub.metatest.comparison.Comparison",
+    "lsml_hub.metatest.comparison.format_table",
+    "lsml_hub.metatest.report.plot_curves",
+    "lsml_hub.metatest.report.write_report",
+}
+
+
+@pytest.fixture(scope="session")
+def _doctest_comparison(_doctest_caches: Path):
+    """A toy meta-trained init, ``cts``, against the scratch baseline with seeds 0 and 1 (seconds, once)."""
+    import lsml_hub
+
+    config = {"model": "test_resnet", "steps": 4, "inner": {"batch_size": 16},
+              "output_dir": str(_doctest_caches / "meta_train"),
+              "tasks": ["builtin:digits?classes=0-4", "builtin:digits?classes=5-9"]}
+    init = lsml_hub.meta_train(config).init_dir
+    return lsml_hub.compare({"cts": init}, "builtin:digits", seeds=(0, 1), steps=10, batch_size=16,
+                            max_train_samples=100, eval_every=5, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _doctest_objects(_doctest_isolation: None, request: pytest.FixtureRequest,
+                     doctest_namespace: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.name in USES_COMPARISON:
+        # A copy: write_report records its files on the comparison. doctest_namespace lasts the session.
+        monkeypatch.setitem(doctest_namespace, "cmp", copy.deepcopy(request.getfixturevalue("_doctest_comparison")))

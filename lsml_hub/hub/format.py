@@ -170,7 +170,10 @@ def verify_init(folder: str | os.PathLike) -> InitConfig:
         IntegrityError: ``model.safetensors`` does not match its recorded sha256 or is not safetensors.
 
     Example:
-        >>> verify_init("runs/demo/inits/cts").architecture  # doctest: +SKIP
+        >>> import timm, tempfile
+        >>> folder = save_init(tempfile.mkdtemp() + "/init", timm.create_model("test_resnet"),
+        ...                    lsml={"algorithm": {"name": "cts"}})
+        >>> verify_init(folder).architecture
         'test_resnet'
     """
     folder = Path(folder)
@@ -208,8 +211,8 @@ def foreign_init(folder: Path) -> str | None:
         >>> import tempfile, pathlib
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (folder / "config.json").write_text('{"architecture": "bert"}')
-        >>> foreign_init(folder)
-        'holds a config.json that is not an lsml-hub init\'s (no lsml.sha256); choose a new or empty folder'
+        >>> print(foreign_init(folder))
+        holds a config.json that is not an lsml-hub init's (no lsml.sha256); choose a new or empty folder
     """
     try:
         config = read_config(folder)

@@ -49,7 +49,13 @@ class CachedInit:
         config: Its ``config.json``.
 
     Example:
-        >>> [c.init for c in cached_inits()]  # doctest: +SKIP
+        >>> import timm, tempfile, lsml_hub
+        >>> folder = lsml_hub.save_init(tempfile.mkdtemp() + "/init", timm.create_model("test_resnet"),
+        ...                             lsml={"algorithm": {"name": "cts"}})
+        >>> cache = tempfile.mkdtemp()  # HF_HUB_CACHE when not given
+        >>> _ = add_to_hub_cache(folder, "me/demo", cache_dir=cache)
+        >>> _ = add_to_hub_cache(folder, "me/demo", revision="v1", cache_dir=cache)
+        >>> [c.init for c in cached_inits(cache)]
         ['hf-hub:me/demo', 'hf-hub:me/demo@v1']
     """
 
@@ -96,8 +102,15 @@ def add_to_hub_cache(
         IntegrityError: The weights do not match their recorded sha256.
 
     Example:
-        >>> add_to_hub_cache("runs/demo/inits/cts", "me/demo", cache_dir="/tmp/hf")  # doctest: +SKIP
-        PosixPath('/tmp/hf/models--me--demo/snapshots/...')
+        >>> import timm, tempfile, lsml_hub
+        >>> folder = lsml_hub.save_init(tempfile.mkdtemp() + "/init", timm.create_model("test_resnet"),
+        ...                             lsml={"algorithm": {"name": "cts"}})
+        >>> cache = tempfile.mkdtemp()  # HF_HUB_CACHE when not given
+        >>> snapshot = add_to_hub_cache(folder, "me/demo", cache_dir=cache)
+        >>> snapshot.relative_to(cache).parts[:2], sorted(p.name for p in snapshot.iterdir())
+        (('models--me--demo', 'snapshots'), ['README.md', 'config.json', 'model.safetensors'])
+        >>> lsml_hub.create_model("hf-hub:me/demo", num_classes=10, cache_dir=cache).num_classes  # offline
+        10
     """
     _check_repo_id(repo_id)
     _check_revision(revision)

@@ -58,7 +58,10 @@ def load_init_config(init: str | os.PathLike | InitRef, *, cache_dir: str | os.P
         InitError: As :func:`create_model`, or the string names a ``scratch:``/``timm:`` model.
 
     Example:
-        >>> load_init_config("local-dir:runs/demo/inits/cts").algorithm_name  # doctest: +SKIP
+        >>> import timm, tempfile, lsml_hub
+        >>> folder = lsml_hub.save_init(tempfile.mkdtemp() + "/init", timm.create_model("test_resnet"),
+        ...                             lsml={"algorithm": {"name": "cts"}})
+        >>> load_init_config(f"local-dir:{folder}").algorithm_name
         'cts'
     """
     ref = parse_init(init)
@@ -97,10 +100,14 @@ def create_model(
         IntegrityError: ``model.safetensors`` does not match its recorded sha256.
 
     Example:
-        >>> import lsml_hub
+        >>> import timm, tempfile, lsml_hub
         >>> lsml_hub.create_model("scratch:resnet20_cifar", num_classes=5).num_classes
         5
-        >>> model = lsml_hub.create_model("local-dir:runs/demo/inits/cts", num_classes=10)  # doctest: +SKIP
+        >>> folder = lsml_hub.save_init(tempfile.mkdtemp() + "/init", timm.create_model("test_resnet"),
+        ...                             lsml={"algorithm": {"name": "cts"}})
+        >>> model = lsml_hub.create_model(f"local-dir:{folder}", num_classes=10)
+        >>> model.pretrained_cfg["source"], model.num_classes
+        ('local-dir', 10)
     """
     check_num_classes(num_classes)
     cache_dir = timm_kwargs.pop("cache_dir", None)

@@ -84,8 +84,10 @@ def require_cached_pretrained(architecture: str, purpose: str, none_hint: str, m
             Hugging Face cache; the message says how to pre-fetch them.
 
     Example:
-        >>> require_cached_pretrained("test_resnet", "this", "", "").model_name  # doctest: +SKIP
-        'test_resnet.r160_in1k'
+        >>> require_cached_pretrained("test_resnet", "the pretrained baseline", "", "use scratch:test_resnet")
+        Traceback (most recent call last):
+        ...
+        lsml_hub.errors.InitError: the pretrained baseline needs timm's test_resnet.r160_in1k weights (...), which ...
     """
     weights = find_cached_pretrained(architecture, cache_dir=cache_dir)
     if weights is not None:

@@ -58,8 +58,15 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         InitError: ``run_dir/init`` is incomplete or fails its sha256 check.
 
     Example:
-        >>> publish_run("runs/demo/cts", repo_id="me/test_resnet.cts_demo")  # doctest: +SKIP
-        PosixPath('runs/demo/cts/publish')
+        >>> import json, timm, yaml, lsml_hub
+        >>> run = Path("runs/demo")  # what `lsml-hub meta-train` writes, made by hand here
+        >>> _ = lsml_hub.save_init(run / "init", timm.create_model("test_resnet"), lsml={"algorithm": {"name": "cts"}})
+        >>> _ = (run / "config.yaml").write_text(yaml.safe_dump({"algorithm": "cts", "steps": 200}))
+        >>> _ = (run / "metrics.jsonl").write_text(json.dumps({"step": 200, "kind": "eval", "task": "digits",
+        ...                                                    "accuracy": 0.9}))
+        >>> folder = publish_run(run, repo_id="me/test_resnet.cts_demo")
+        >>> folder, sorted(p.name for p in folder.iterdir())
+        (PosixPath('runs/demo/publish'), ['README.md', 'config.json', 'model.safetensors'])
     """
     run_dir = Path(run_dir)
     init_dir = run_dir / INIT_SUBDIR

@@ -83,6 +83,7 @@ def push_to_hub(
             be reached, or the Hub refused a request.
 
     Example:
+        >>> # needs the Hugging Face Hub and a token
         >>> push_to_hub("runs/demo/inits/cts", "me/test_resnet.cts_demo", tag="v1")  # doctest: +SKIP
         PushResult(repo_id='me/test_resnet.cts_demo', ...)
     """

@@ -107,8 +107,10 @@ class AvailableInit:
         description: One sentence, for registered entries.
 
     Example:
-        >>> [(e.init, e.origins) for e in list_inits()]  # doctest: +SKIP
-        [('hf-hub:me/demo', ('cache',)), ('resnet20_cifar.mine', ('registered',))]
+        >>> _ = register_init(InitEntry("resnet20_cifar.mine", "me/resnet20_cifar.mine", None,
+        ...                             "resnet20_cifar", "cts", ("svhn",), (3, 32, 32)))
+        >>> [(e.init, e.origins, e.algorithm) for e in list_inits("resnet20_cifar.*", hub=False)]
+        [('resnet20_cifar.mine', ('registered',), 'cts')]
     """
 
     init: str
@@ -137,8 +139,10 @@ def register_init(entry: InitEntry, *, overwrite: bool = False) -> InitEntry:
 
     Example:
         >>> register_init(InitEntry("resnet20_cifar.mine", "me/resnet20_cifar.mine", None,
-        ...                         "resnet20_cifar", "cts", ("svhn",), (3, 32, 32))).name  # doctest: +SKIP
+        ...                         "resnet20_cifar", "cts", ("svhn",), (3, 32, 32))).name
         'resnet20_cifar.mine'
+        >>> get_init("resnet20_cifar.mine").init
+        'hf-hub:me/resnet20_cifar.mine'
     """
     if entry.name in _REGISTRY and not overwrite:
         raise ConfigError(f"init {entry.name!r} is already registered; pass overwrite=True to replace it")
@@ -183,7 +187,7 @@ def list_inits(pattern: str = "*", *, hub: bool | None = None) -> list[Available
             is set. A Hub that cannot be reached is a logged warning; the local entries are listed.
 
     Example:
-        >>> list_inits("*", hub=False)  # a fresh machine  # doctest: +SKIP
+        >>> list_inits("*", hub=False)  # nothing registered, and an empty Hugging Face cache
         []
     """
     from lsml_hub.hub.hf_cache import cached_inits
@@ -203,6 +207,7 @@ def hub_inits(limit: int = HUB_LIST_LIMIT) -> list[AvailableInit]:
     """Models on the Hub tagged ``lsml-hub`` (what ``lsml-hub push`` uploads); ``[]`` (logged) when unreachable.
 
     Example:
+        >>> # needs the Hugging Face Hub (the examples run offline)
         >>> [e.init for e in hub_inits()]  # doctest: +SKIP
         ['hf-hub:me/resnet20_cifar.cts']
     """

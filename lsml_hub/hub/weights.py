@@ -73,9 +73,11 @@ def model_state(model: nn.Module) -> ModelState:
     about as much as hashing its weights, so loading walks it once.
 
     Example:
-        >>> state = model_state(timm.create_model("test_resnet", num_classes=5))  # doctest: +SKIP
-        >>> sorted(state.tensors) == sorted(model.state_dict())  # doctest: +SKIP
-        True
+        >>> import timm
+        >>> model = timm.create_model("test_resnet", num_classes=5)
+        >>> state = model_state(model)
+        >>> sorted(state.tensors) == sorted(model.state_dict()), state.plain
+        (True, True)
     """
     plain = type(model).load_state_dict is nn.Module.load_state_dict  # the rest is checked per module, root too
     tensors: dict[str, torch.Tensor] = {}
@@ -104,9 +106,16 @@ def load_backbone(model: nn.Module, tensors: dict[str, torch.Tensor], weights: P
         InitError: A backbone tensor is missing, the file has tensors the model lacks, or a shape differs.
 
     Example:
-        >>> weights = Path("runs/demo/inits/cts/model.safetensors")
-        >>> model = timm.create_model("test_resnet", num_classes=5)  # doctest: +SKIP
-        >>> load_backbone(model, read_tensors(weights), weights)  # doctest: +SKIP
+        >>> import timm, tempfile, lsml_hub
+        >>> folder = lsml_hub.save_init(tempfile.mkdtemp() + "/init", timm.create_model("test_resnet"),
+        ...                             lsml={"algorithm": {"name": "cts"}})
+        >>> weights = folder / "model.safetensors"
+        >>> model = timm.create_model("test_resnet", num_classes=5)
+        >>> load_backbone(model, read_tensors(weights), weights)  # the 5-class head keeps its fresh weights
+        >>> load_backbone(timm.create_model("resnet20_cifar"), read_tensors(weights), weights)
+        Traceback (most recent call last):
+        ...
+        lsml_hub.errors.InitError: ...model.safetensors does not fit resnet20_cifar: missing backbone tensors ...
     """
     state = model_state(model)
     check_fit(model, state, tensors, weights)

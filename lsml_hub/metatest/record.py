@@ -70,8 +70,15 @@ def record_meta_test(comparison: Comparison) -> list[Path]:
         The init folders written.
 
     Example:
-        >>> record_meta_test(lsml_hub.compare(["runs/demo/inits/cts"], "builtin:digits"))  # doctest: +SKIP
-        [PosixPath('runs/demo/inits/cts')]
+        >>> import timm, lsml_hub
+        >>> folder = lsml_hub.save_init("runs/demo/init", timm.create_model("test_resnet"),
+        ...                             lsml={"algorithm": {"name": "cts"}}, pretrained_cfg={"input_size": (3, 32, 32)})
+        >>> comparison = lsml_hub.compare([folder], "builtin:digits?classes=0-1", baselines=(), steps=1,
+        ...                               max_train_samples=4, progress=False)  # a tiny fine-tuning run
+        >>> record_meta_test(comparison)
+        [PosixPath('runs/demo/init')]
+        >>> list(lsml_hub.load_init_config(folder).lsml["meta_test"])
+        ['digits_0-1_n4']
     """
     written = []
     for row in comparison.rows:
