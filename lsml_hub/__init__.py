@@ -4,8 +4,20 @@ Loading an init needs only torch, timm, safetensors and huggingface_hub; data, t
 fine-tuning code is imported on first use.
 
 Example:
+    Meta-train a toy init on two tasks (seconds on a CPU), load it with a new 10-class head, and
+    fine-tune it on a target task:
+
     >>> import lsml_hub
-    >>> model = lsml_hub.create_model("local-dir:runs/demo/inits/cts", num_classes=10)  # doctest: +SKIP
+    >>> config = {"model": "test_resnet", "steps": 4, "inner": {"batch_size": 16}, "output_dir": "runs/demo",
+    ...           "tasks": ["builtin:digits?classes=0-4", "builtin:digits?classes=5-9"]}
+    >>> run = lsml_hub.meta_train(config)
+    >>> model = lsml_hub.create_model(f"local-dir:{run.init_dir}", num_classes=10)
+    >>> model.num_classes, model.pretrained_cfg["input_size"]
+    (10, (3, 32, 32))
+    >>> result = lsml_hub.finetune(model, "builtin:digits", steps=10, batch_size=32, max_train_samples=100,
+    ...                            eval_every=10, progress=False)
+    >>> result.final.step, result.train_samples
+    (10, 100)
 """
 
 from __future__ import annotations

@@ -13,10 +13,24 @@ loading ``datasets``. No module is named after the function it defines, so impor
 replaces ``lsml_hub.metatest.finetune`` (the function) with a module.
 
 Example:
+    A toy init (meta-trained in a second), fine-tuned on its own, then compared with the scratch baseline:
+
     >>> import lsml_hub
-    >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=100)  # doctest: +SKIP
-    >>> cmp = lsml_hub.compare(["runs/demo/inits/cts"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
-    >>> print(cmp.table())  # doctest: +SKIP
+    >>> config = {"model": "test_resnet", "steps": 4, "inner": {"batch_size": 16}, "output_dir": "runs/demo",
+    ...           "tasks": ["builtin:digits?classes=0-4", "builtin:digits?classes=5-9"]}
+    >>> init = lsml_hub.meta_train(config).init_dir
+    >>> result = lsml_hub.finetune(init, "builtin:digits", steps=10, batch_size=32, max_train_samples=100,
+    ...                            eval_every=10, progress=False)
+    >>> result.final.step, result.train_samples
+    (10, 100)
+    >>> cmp = lsml_hub.compare({"cts": init}, "builtin:digits", steps=10, batch_size=16, max_train_samples=100,
+    ...                        eval_every=10, progress=False)
+    >>> print(cmp.table())  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+    target digits (100 train / 359 eval samples), 10 steps, adam lr 0.001, step schedule, full fine-tuning; seeds 0
+    name     kind     final acc (%)  best acc (%)  Δ final vs scratch (pp)
+    cts      init     ... ± ...      ... ± ...     ... ± ...
+    scratch  scratch  ... ± ...      ... ± ...     -
+    (skipped pretrained: no timm pretrained weights of test_resnet in the Hugging Face cache)
 """
 
 from __future__ import annotations

@@ -167,11 +167,22 @@ def compare(
         InitError: An init cannot be loaded, or ``"pretrained"`` was named and its weights are not cached.
 
     Example:
+        A toy init, meta-trained in a second, against the scratch baseline with two seeds:
+
         >>> import lsml_hub
-        >>> cmp = lsml_hub.compare({"cts": "runs/demo/inits/cts", "reptile": "runs/demo/inits/reptile"},
-        ...                        "builtin:digits", seeds=(0, 1, 2), steps=300, max_train_samples=100,
-        ...                        out_dir="runs/compare")  # doctest: +SKIP
-        >>> print(cmp.table())  # doctest: +SKIP
+        >>> config = {"model": "test_resnet", "steps": 4, "inner": {"batch_size": 16}, "output_dir": "runs/demo",
+        ...           "tasks": ["builtin:digits?classes=0-4", "builtin:digits?classes=5-9"]}
+        >>> init = lsml_hub.meta_train(config).init_dir
+        >>> cmp = lsml_hub.compare({"cts": init}, "builtin:digits", seeds=(0, 1), steps=10, batch_size=16,
+        ...                        max_train_samples=100, eval_every=10, out_dir="runs/compare", progress=False)
+        >>> print(cmp.table())  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+        target digits (100 train / 359 eval samples), 10 steps, adam lr 0.001, step schedule, full ...; seeds 0, 1
+        name     kind     final acc (%)  best acc (%)  Δ final vs scratch (pp)
+        cts      init     ... ± ...      ... ± ...     ... ± ...
+        scratch  scratch  ... ± ...      ... ± ...     -
+        (skipped pretrained: no timm pretrained weights of test_resnet in the Hugging Face cache)
+        >>> sorted(os.path.basename(path) for path in cmp.files.values())
+        ['comparison.csv', 'comparison.json', 'curves.png']
     """
     config, seeds, baselines = _check_arguments(finetune_kwargs, seeds, baselines)
     if out_dir is not None:

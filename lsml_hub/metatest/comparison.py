@@ -121,8 +121,16 @@ class Comparison:
         files: Paths written by :func:`lsml_hub.metatest.report.write_report`, by kind.
 
     Example:
-        >>> cmp = lsml_hub.compare(["runs/demo/inits/cts"], "builtin:digits", seeds=(0, 1))  # doctest: +SKIP
-        >>> print(cmp.table())  # doctest: +SKIP
+        ``cmp``, made by :func:`lsml_hub.compare`, holds a toy meta-trained init named ``cts`` and the
+        scratch baseline, each fine-tuned with seeds 0 and 1:
+
+        >>> cmp.seeds, [(row.name, row.kind, len(row.runs)) for row in cmp.rows]
+        ([0, 1], [('cts', 'init', 2), ('scratch', 'scratch', 2)])
+        >>> mean, std = cmp.delta("cts")  # final accuracy of cts minus scratch's, paired by seed
+        >>> cmp.delta("scratch") is None, cmp.reference.name
+        (True, 'scratch')
+        >>> sorted(cmp.to_dict())
+        ['config', 'package_version', 'rows', 'seeds', 'skipped', 'target']
     """
 
     target: dict[str, Any]
@@ -200,11 +208,14 @@ def format_table(comparison: Comparison) -> str:
     paired difference in final accuracy to scratch (percentage points).
 
     Example:
-        >>> print(format_table(cmp))  # doctest: +SKIP
-        target digits (50 train / 359 eval samples), 300 steps, adam lr 0.001, step schedule, full ...
-        name     kind     final acc (%)   best acc (%)    Δ final vs scratch (pp)
-        cts      init     95.32 ± 0.41    96.10 ± 0.20    +3.12 ± 0.50
-        scratch  scratch  92.20 ± 0.60    93.00 ± 0.40    -
+        ``cmp``, made by :func:`lsml_hub.compare`, holds a toy init ``cts`` and the scratch baseline:
+
+        >>> print(format_table(cmp))  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+        target digits (100 train / 359 eval samples), 10 steps, adam lr 0.001, step schedule, full ...; seeds 0, 1
+        name     kind     final acc (%)  best acc (%)  Δ final vs scratch (pp)
+        cts      init     ... ± ...      ... ± ...     ... ± ...
+        scratch  scratch  ... ± ...      ... ± ...     -
+        (skipped pretrained: ...)
     """
     header = ["name", "kind", "final acc (%)", "best acc (%)", "Δ final vs scratch (pp)"]
     body = [[row.name, row.kind, _pct(row.final), _pct(row.best), _delta_pp(comparison.delta(row.name))]

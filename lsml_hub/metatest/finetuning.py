@@ -91,12 +91,17 @@ def finetune(
         TrainingError: The loss became NaN or infinite.
 
     Example:
+        >>> import os
         >>> import lsml_hub
-        >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=100,
-        ...                            batch_size=32, max_train_samples=100,
-        ...                            out_dir="runs/finetune_digits")  # doctest: +SKIP
-        >>> round(result.final.accuracy, 2), result.history[-1].step  # doctest: +SKIP
-        (0.81, 100)
+        >>> result = lsml_hub.finetune("scratch:test_resnet", "builtin:digits", steps=20, batch_size=32,
+        ...                            max_train_samples=100, eval_every=10, out_dir="runs/finetune_digits",
+        ...                            progress=False)
+        >>> [point.step for point in result.history]  # evaluated every 10 steps
+        [10, 20]
+        >>> result.train_samples, result.inputs.image_size, result.final.step
+        (100, 32, 20)
+        >>> sorted(os.listdir("runs/finetune_digits"))
+        ['model.safetensors', 'result.json']
     """
     config = FinetuneConfig(
         steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,

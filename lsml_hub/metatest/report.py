@@ -68,8 +68,13 @@ def plot_curves(comparison: Comparison, path: str | os.PathLike) -> Path:
     """Plot mean eval accuracy (%) against step for every row, with a shaded ± std band over seeds.
 
     Example:
-        >>> plot_curves(cmp, "runs/compare_digits/curves.png")  # doctest: +SKIP
+        ``cmp``, made by :func:`lsml_hub.compare`, holds a toy init and the scratch baseline:
+
+        >>> plot_curves(cmp, "runs/compare_digits/curves.png")
         PosixPath('runs/compare_digits/curves.png')
+        >>> from PIL import Image
+        >>> Image.open("runs/compare_digits/curves.png").size  # FIGSIZE at DPI
+        (640, 400)
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -108,8 +113,12 @@ def write_report(comparison: Comparison, out_dir: str | os.PathLike) -> dict[str
         ConfigError: ``out_dir`` is a file or holds other files (nothing is written).
 
     Example:
-        >>> write_report(cmp, "runs/compare_digits")["csv"]  # doctest: +SKIP
+        ``cmp``, made by :func:`lsml_hub.compare`, holds a toy init and the scratch baseline:
+
+        >>> write_report(cmp, "runs/compare_digits")["csv"]
         'runs/compare_digits/comparison.csv'
+        >>> sorted(os.listdir("runs/compare_digits"))
+        ['comparison.csv', 'comparison.json', 'curves.png']
     """
     out_dir = COMPARE_OUTPUT.check(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

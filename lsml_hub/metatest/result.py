@@ -67,9 +67,15 @@ class FinetuneResult:
         source: What was fine-tuned: the init string, ``"scratch:ARCH"``, or the model's architecture.
 
     Example:
-        >>> result = lsml_hub.finetune("scratch:resnet20_cifar", "builtin:digits", steps=50)  # doctest: +SKIP
-        >>> result.final.accuracy, result.best.step  # doctest: +SKIP
-        (0.86, 50)
+        >>> import lsml_hub
+        >>> result = lsml_hub.finetune("scratch:test_resnet", "builtin:digits", steps=10, batch_size=32,
+        ...                            max_train_samples=100, eval_every=5, progress=False)
+        >>> result.source, [point.step for point in result.history], result.final.step
+        ('scratch:test_resnet', [5, 10], 10)
+        >>> result.best.step in (5, 10), result.best.accuracy >= result.final.accuracy
+        (True, True)
+        >>> sorted(result.to_dict())  # result.json
+        ['best', 'config', 'final', 'history', 'inputs', 'seconds', 'source', 'target', 'train_samples']
     """
 
     model: nn.Module
@@ -115,8 +121,13 @@ class FinetuneResult:
             ConfigError: ``out_dir`` is a file or holds other files (nothing is written).
 
         Example:
-            >>> result.save("runs/finetune_digits")  # doctest: +SKIP
+            >>> import lsml_hub
+            >>> result = lsml_hub.finetune("scratch:test_resnet", "builtin:digits", steps=10, batch_size=32,
+            ...                            max_train_samples=100, eval_every=10, progress=False)
+            >>> result.save("runs/finetune_digits")
             PosixPath('runs/finetune_digits')
+            >>> sorted(os.listdir("runs/finetune_digits"))
+            ['model.safetensors', 'result.json']
         """
         import safetensors.torch
         import torch

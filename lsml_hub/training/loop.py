@@ -74,10 +74,15 @@ class MetaTrainer:
 
     Example:
         >>> from lsml_hub.distributed import DistContext
-        >>> from lsml_hub.training import load_config
-        >>> # renders glyph tasks and trains for seconds: tests/test_training_loop.py runs it
-        >>> trainer = MetaTrainer(load_config("recipes/configs/tiny.yaml"), DistContext())  # doctest: +SKIP
-        >>> result = trainer.run()  # doctest: +SKIP
+        >>> config = MetaTrainConfig.from_dict({
+        ...     "model": "test_resnet", "steps": 4, "inner": {"batch_size": 16}, "output_dir": "runs/demo",
+        ...     "tasks": ["builtin:digits?classes=0-4", "builtin:digits?classes=5-9"]})
+        >>> trainer = MetaTrainer(config, DistContext())  # on the CPU, one process
+        >>> [learner.task.name for learner in trainer.learners], trainer.input_size
+        (['digits_0-4', 'digits_5-9'], 32)
+        >>> result = trainer.run()
+        >>> result.steps, result.init_dir
+        (4, PosixPath('runs/demo/init'))
     """
 
     def __init__(self, config: MetaTrainConfig, ctx: DistContext) -> None:
@@ -389,9 +394,15 @@ def meta_train(config: MetaTrainConfig | dict | str | Path, overrides: tuple[str
         overrides: ``key=value`` strings applied on top (``"algorithm.meta_lr=0.1"``).
 
     Example:
-        >>> result = meta_train("recipes/configs/tiny.yaml", ["output_dir=/tmp/tiny"])  # doctest: +SKIP
+        >>> config = {"model": "test_resnet", "steps": 4, "inner": {"batch_size": 16}, "output_dir": "runs/demo",
+        ...           "tasks": ["builtin:digits?classes=0-4", "builtin:digits?classes=5-9"]}
+        >>> result = meta_train(config, ["algorithm.meta_lr=0.5", "output_dir=runs/digits"])
         >>> result.init_dir
-        PosixPath('/tmp/tiny/init')
+        PosixPath('runs/digits/init')
+        >>> sorted(path.name for path in result.init_dir.iterdir())
+        ['README.md', 'config.json', 'model.safetensors']
+        >>> sorted(result.final_eval)
+        ['digits_0-4', 'digits_5-9']
     """
     from lsml_hub.training.config import apply_overrides, load_config
 
