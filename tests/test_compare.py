@@ -176,7 +176,7 @@ def test_pretrained_baseline_loads_cached_timm_weights_without_network(tmp_path,
 
     cmp = compare([str(init_dir)], target, baselines=("pretrained",), image_size=32,
                   **{**TINY, "steps": 2, "eval_every": 2})
-    assert [(r.kind, r.source) for r in cmp.rows][1] == ("pretrained", "test_resnet.r160_in1k")
+    assert [(r.kind, r.source) for r in cmp.rows][1] == ("pretrained", "timm:test_resnet.r160_in1k")
     assert cmp.row("pretrained").inputs.mean == (0.5, 0.5, 0.5)  # its own pretrained_cfg, not the init's
 
 

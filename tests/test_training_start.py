@@ -100,3 +100,28 @@ def test_start_from_is_part_of_a_runs_identity(tmp_path):
     first = lsml_hub.meta_train(small_config(tmp_path / "first", steps=1))
     with pytest.raises(ConfigError, match="start_from: checkpoint None vs config"):
         lsml_hub.meta_train(small_config(tmp_path / "first", steps=2, start_from=str(first.init_dir)))
+
+
+def test_timm_and_scratch_init_strings_start_as_pretrained_and_null_do(tmp_path, cached_imagenet_weights):
+    from lsml_hub.training.start import start_model
+
+    by_tag = start_model("test_resnet", {}, "timm:test_resnet.r160_in1k")
+    default = start_model("test_resnet", {}, "pretrained")
+    assert by_tag.record == default.record == {"kind": "pretrained", "weights": "test_resnet.r160_in1k",
+                                               "hf_hub_id": "timm/test_resnet.r160_in1k"}
+    tagged, default_body = body_of(by_tag.model.state_dict()), body_of(default.model.state_dict())
+    assert all(torch.equal(tagged[k], default_body[k]) for k in tagged)  # the heads are fresh draws
+    torch.manual_seed(0)
+    scratch = start_model("test_resnet", {}, "scratch:test_resnet")
+    torch.manual_seed(0)
+    null = start_model("test_resnet", {}, None)
+    assert scratch.record is None
+    assert all(torch.equal(a, b) for a, b in zip(scratch.model.state_dict().values(), null.model.state_dict().values()))
+
+
+@pytest.mark.parametrize("start", ["scratch:resnet20_cifar", "timm:resnet18"])
+def test_a_start_of_another_architecture_is_refused_before_any_data(tmp_path, monkeypatch, start):
+    monkeypatch.setattr("lsml_hub.training.loop.load_task", lambda spec: pytest.fail("loaded a dataset"))
+    with pytest.raises(ConfigError, match=rf"start_from '{start}' is a '\w+', but model is 'test_resnet'; "
+                                          r"set model: \w+, or start_from: \w+:test_resnet"):
+        lsml_hub.meta_train(small_config(tmp_path / "run", start_from=start))

@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from lsml_hub.data import Task, TaskSpec
 from lsml_hub.errors import ConfigError
+from lsml_hub.hub.load import create_model
 from lsml_hub.hub.pretrained import (
     PRETRAINED_FILE,
     CachedWeights,
@@ -96,12 +96,12 @@ def pretrained_baseline(architecture: str, *, required: bool = False) -> Baselin
                     PRETRAINED_FILE, architecture)
         return None
 
-    def make(num_classes: int) -> nn.Module:
-        # "file" makes timm load this path and never reach for the network.
-        return timm.create_model(architecture, pretrained=True, num_classes=num_classes,
-                                 pretrained_cfg_overlay={"file": str(weights.path)})
+    source = f"timm:{weights.model_name}"  # an init string every entry point loads the same way
 
-    return Baseline(PRETRAINED, PRETRAINED, weights.model_name, make)
+    def make(num_classes: int) -> nn.Module:
+        return create_model(source, num_classes=num_classes)
+
+    return Baseline(PRETRAINED, PRETRAINED, source, make)
 
 
 @dataclass(frozen=True)

@@ -39,31 +39,47 @@ class Start:
 def start_model(arch: str, model_kwargs: Mapping[str, Any], start_from: str | None) -> Start:
     """Build ``arch`` for φ's start: random (``None``), ``"pretrained"``, or an init string.
 
+    ``start_from`` takes the init strings every entry point takes: ``scratch:ARCH`` is the same as
+    ``None``, ``timm:ARCH[.TAG]`` picks timm's weights by tag (``"pretrained"`` is the default tag), and
+    anything else names an init to continue meta-training.
+
     Example:
         >>> start_model("test_resnet", {}, None).record is None
+        True
+        >>> start_model("test_resnet", {}, "scratch:test_resnet").record is None
         True
 
     Raises:
         InitError: The pretrained weights are not in the Hugging Face cache (the message gives the
             ``hf download`` command), or the init cannot be found or verified.
-        ConfigError: The init is of another architecture, or was built with other model arguments.
+        ConfigError: The start is of another architecture, or was built with other model arguments.
     """
     if start_from is None:
         return Start(create_backbone(arch, num_classes=1, **model_kwargs))
     if start_from == PRETRAINED:
-        return _pretrained(arch, model_kwargs)
+        return _pretrained(arch, model_kwargs, arch, "start_from: pretrained")
+    from lsml_hub.hub.resolve import SCRATCH, TIMM, parse_init
+
+    ref = parse_init(start_from)
+    if ref.kind in (SCRATCH, TIMM) and ref.architecture != arch:
+        raise ConfigError(f"start_from {start_from!r} is a {ref.architecture!r}, but model is {arch!r}; "
+                          f"set model: {ref.architecture}, or start_from: {ref.kind}:{arch}")
+    if ref.kind == SCRATCH:
+        return Start(create_backbone(arch, num_classes=1, **model_kwargs))
+    if ref.kind == TIMM:
+        return _pretrained(arch, model_kwargs, ref.location, f"start_from: {start_from}")
     return _from_init(arch, model_kwargs, start_from)
 
 
-def _pretrained(arch: str, model_kwargs: Mapping[str, Any]) -> Start:
+def _pretrained(arch: str, model_kwargs: Mapping[str, Any], weights_name: str, purpose: str) -> Start:
     from lsml_hub.hub.pretrained import require_cached_pretrained
 
     create_backbone(arch, num_classes=1, **model_kwargs)  # an unknown model or bad kwargs: their own error
-    weights = require_cached_pretrained(arch, "start_from: pretrained", "start from random weights (start_from: "
+    weights = require_cached_pretrained(weights_name, purpose, "start from random weights (start_from: "
                                         "null) or from an init", "start from random weights (start_from: null)")
     # "file": timm loads this path and never reaches for the network.
-    model = timm.create_model(arch, pretrained=True, num_classes=1, pretrained_cfg_overlay={"file": str(weights.path)},
-                              **model_kwargs)
+    model = timm.create_model(weights.model_name, pretrained=True, num_classes=1,
+                              pretrained_cfg_overlay={"file": str(weights.path)}, **model_kwargs)
     logger.info("meta-training starts from timm's %s weights (%s)", weights.model_name, weights.path)
     return Start(model, {"kind": PRETRAINED, "weights": weights.model_name, "hf_hub_id": weights.hf_hub_id})
 
