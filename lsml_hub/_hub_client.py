@@ -7,7 +7,8 @@ import re
 from types import ModuleType
 
 from huggingface_hub import errors as hf_errors
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 #: Sent with every Hub request (``library_name``), so the Hub can tell our downloads apart.
 LIBRARY_NAME = "lsml-hub"
@@ -25,3 +26,22 @@ CLIENT_HTTP_ERROR: type[Exception] = getattr(http_client_module(), "HTTPError", 
 
 #: An HTTP error status from the Hub, or no answer at all (DNS, refused connection, TLS, timeout).
 HUB_REQUEST_ERRORS: tuple[type[Exception], ...] = (HfHubHTTPError, CLIENT_HTTP_ERROR, OSError)
+
+
+def repo_id_problem(repo_id: str, *, owner_required: bool = True) -> str | None:
+    """Why ``repo_id`` is not a Hub model id (``owner/name``; ``name`` alone if not ``owner_required``), or None.
+
+    Example:
+        >>> repo_id_problem("me/resnet20_cifar.cts") is None
+        True
+        >>> repo_id_problem("resnet20_cifar")
+        "bad Hub id 'resnet20_cifar': use OWNER/NAME, e.g. me/resnet20_cifar.cts"
+    """
+    use = "use OWNER/NAME, e.g. me/resnet20_cifar.cts"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        return f"bad Hub id {repo_id!r}: {str(err).splitlines()[0]}; {use}"
+    if owner_required and repo_id.count("/") != 1:
+        return f"bad Hub id {repo_id!r}: {use}"
+    return None

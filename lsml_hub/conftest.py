@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
@@ -50,6 +51,18 @@ def _doctest_init_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     from lsml_hub.hub import registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+@pytest.fixture(autouse=True)
+def _doctest_algorithm_registry() -> Iterator[None]:
+    # The same for meta-learning rules (register_algorithm); the dict is shared by name, so restored in place.
+    from lsml_hub.algorithms import registry
+
+    saved = dict(registry.ALGORITHMS), dict(registry._PLUGINS)
+    yield
+    for live, before in zip((registry.ALGORITHMS, registry._PLUGINS), saved):
+        live.clear()
+        live.update(before)
 
 
 # Examples of what is done with a finished comparison (its table, report, plot) take one as ``cmp``

@@ -294,6 +294,8 @@ CASES: dict[str, Case] = {
                                   an_init(), env=HF_CACHE_IN_WS),
     "cache_add_bad_revision": Case(("cache", "add", "{ws}/init", "me/demo", "--revision", "a/b"),
                                    "bad revision 'a/b'", an_init(), env=HF_CACHE_IN_WS),
+    "cache_add_commit_revision": Case(("cache", "add", "{ws}/init", "me/demo", "--revision", "0123456789" * 4),
+                                      "not a 40-digit commit id", an_init(), env=HF_CACHE_IN_WS),
     "cache_add_over_another_init": Case(("cache", "add", "{ws}/init", "me/demo"),
                                         "the Hugging Face cache already holds me/demo@main", _another_init_cached,
                                         env=HF_CACHE_IN_WS),

@@ -135,7 +135,7 @@ def test_push_refuses_a_sha_mismatch_before_any_request(hub_make_init, hub_fake)
 
 
 def test_push_refuses_a_malformed_repo_id(hub_make_init, hub_fake):
-    with pytest.raises(PushError, match="bad repo id 'owner/na me'"):
+    with pytest.raises(PushError, match="bad Hub id 'owner/na me'"):
         lsml_hub.push_to_hub(hub_make_init(), "owner/na me", token=TOKEN)
     assert hub_fake.calls == []
 

@@ -118,6 +118,16 @@ def test_cache_entries_that_are_not_loadable_inits_are_skipped(hub_make_init, hu
     (unknown_arch / "config.json").unlink()
     (unknown_arch / "config.json").write_text(config)
     (no_weights / "model.safetensors").unlink()
+    config_folder = add_to_hub_cache(hub_make_init(name="dir"), "owner/config-is-a-folder")
+    (config_folder / "config.json").unlink()
+    (config_folder / "config.json").mkdir()
+    for name, edit in {"bad-tasks": ('"source_tasks": [', '"source_tasks": 5, "x": ['),
+                       "bad-size": ('"input_size": [', '"input_size": "abc", "x": [')}.items():
+        snapshot = add_to_hub_cache(hub_make_init(name=name), f"owner/{name}")
+        text = (snapshot / "config.json").read_text()
+        assert edit[0] in text
+        (snapshot / "config.json").unlink()
+        (snapshot / "config.json").write_text(text.replace(edit[0], edit[1], 1))
     shutil.copytree(foreign, hub_offline_cache / "models--owner--foreign" / "snapshots" / ("f" * 40))
     (hub_offline_cache / "datasets--owner--data" / "snapshots").mkdir(parents=True)
     (hub_offline_cache / "not-a-repo").mkdir()

@@ -153,3 +153,33 @@ def test_the_cli_and_torchrun_run_a_module_class_rule(tmp_path, tmp_path_factory
         assert recorded["name"] == PLUGIN  # as the config spelled it, so the run's config.yaml rebuilds it
         assert yaml.safe_load((out / "config.yaml").read_text())["algorithm"]["name"] == PLUGIN
         assert "sign Reptile (a test plug-in)" in (out / "init" / "README.md").read_text()
+
+
+def test_a_plugin_whose_own_import_fails_shows_that_error(tmp_path, monkeypatch):
+    (tmp_path / "rules_needing_foo.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+        build_algorithm({"name": "rules_needing_foo:Rule"})
+
+
+def test_a_subclass_rule_names_itself_on_cards_not_its_parent():
+    from lsml_hub.algorithms import ContinualTrajectoryShifting
+    from lsml_hub.hub.card import algorithm_credit
+
+    @dataclass
+    class TunedCTS(ContinualTrajectoryShifting):
+        pass
+
+    try:
+        register_algorithm(name="test_tuned_cts")(TunedCTS)
+        assert algorithm_credit("test_tuned_cts") == "test_tuned_cts"  # not CTS's title and paper
+    finally:
+        ALGORITHMS.pop("test_tuned_cts", None)
+
+
+def test_a_copied_loop_may_drop_the_progress_bar(tmp_path):
+    trainer = MetaTrainer(MetaTrainConfig.from_dict(config(tmp_path / "run", "test_sign_reptile")), DistContext())
+    while trainer.step < STEPS:
+        trainer.train_step()
+        trainer.report()  # logs, checks and checkpoints with no progress() around it
+    assert trainer.final_eval and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

@@ -142,7 +142,7 @@ def _import_plugin(module: str, name: str):
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
-        if err.name is None or not module.startswith(err.name):
+        if err.name != module and not module.startswith(f"{err.name}."):
             raise  # the plug-in itself imports something missing: its own traceback says what
     cwd = os.getcwd()
     if cwd in sys.path or "" in sys.path:

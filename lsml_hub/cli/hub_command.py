@@ -14,11 +14,11 @@ _PUSH_EPILOG = ("The token comes from HF_TOKEN or `hf auth login`; there is deli
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the hub sub-commands to the ``lsml-hub`` parser."""
     p = subparsers.add_parser(
-        "list", help="list the inits that load here (registered, in the Hugging Face cache, on the Hub)",
+        "list", help="list the inits that load here (in the Hugging Face cache, on the Hub)",
         description="List the inits that can be loaded here, each with the init string that loads it and where "
-                    "it comes from: registered with lsml_hub.register_init, in the Hugging Face cache "
-                    "(HF_HUB_CACHE; `lsml-hub cache add` puts one there), or tagged lsml-hub on the Hub "
-                    "(skipped with HF_HUB_OFFLINE=1 or --no-hub).",
+                    "it comes from: the Hugging Face cache (HF_HUB_CACHE; `lsml-hub cache add` puts one there) "
+                    "or the Hub, tagged lsml-hub (skipped with HF_HUB_OFFLINE=1 or --no-hub). In Python, "
+                    "lsml_hub.list_inits() also lists inits registered in the process with lsml_hub.register_init.",
     )
     p.add_argument("pattern", nargs="?", default="*",
                    help="shell-style filter on init strings and Hub ids, e.g. '*cts*' (default: all)")
@@ -88,9 +88,9 @@ def _nothing_listed(pattern: str, available: int, hub: bool) -> str:
     if available:
         return f"no init matches {pattern!r}; `lsml-hub list` shows all {available}"
     where = "on the Hub" if hub else "on the Hub (not searched: HF_HUB_OFFLINE or --no-hub)"
-    return (f"no init available: none registered, none in the Hugging Face cache ({hub_cache_dir()}), none {where}; "
+    return (f"no init available: none in the Hugging Face cache ({hub_cache_dir()}), none {where}; "
             "add one with `lsml-hub cache add INIT_FOLDER OWNER/NAME` (an init folder, such as the init/ "
-            "that `lsml-hub meta-train` writes) or lsml_hub.register_init(...)")
+            "that `lsml-hub meta-train` writes)")
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from lsml_hub._io import atomic_write
-from lsml_hub.data.cache_folder import DECODED_SUBDIR, ENTRY_NAMES, cache_root, writable_cache_root
+from lsml_hub.data.cache_folder import DECODED_SUBDIR, cache_root, writable_cache_root
 from lsml_hub.data.tensors import ImageTensors, label_tensor
 from lsml_hub.output_folder import FolderNotWritableError
 
@@ -44,8 +44,6 @@ SUBDIR = DECODED_SUBDIR
 # entries then stop matching instead of feeding stale pixels to training.
 DECODE_VERSION = 1
 _SAFETENSORS_DTYPES = {torch.uint8: "U8", torch.int64: "I64"}
-#: The file names CacheKey.filename gives.
-ENTRY_NAME = ENTRY_NAMES["decoded"]
 
 
 class CorruptEntryError(ValueError):

@@ -117,8 +117,9 @@ def algorithm_credit(name: str) -> str:
     cls = find_algorithm(name)
     if cls is None:
         return name
-    title = cls.title or name
-    return f"{title} ({cls.reference})" if cls.reference else title
+    # A rule's own title and paper: a subclass that names none must not borrow its parent's.
+    title, reference = cls.__dict__.get("title") or name, cls.__dict__.get("reference")
+    return f"{title} ({reference})" if reference else title
 
 
 def _intro(config: InitConfig, repo_id: str | None) -> str:

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import timm
 from huggingface_hub import constants, scan_cache_dir
-from huggingface_hub.errors import CacheNotFound, HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import CacheNotFound
 
-from lsml_hub._hub_client import COMMIT_PATTERN
+from lsml_hub._hub_client import COMMIT_PATTERN, repo_id_problem
 from lsml_hub._io import atomic_write
 from lsml_hub.errors import InitError, first_line
 from lsml_hub.hub.config import INIT_FILES, WEIGHTS_FILE, InitConfig, read_config
@@ -112,14 +111,16 @@ def add_to_hub_cache(
         >>> lsml_hub.create_model("hf-hub:me/demo", num_classes=10, cache_dir=cache).num_classes  # offline
         10
     """
-    _check_repo_id(repo_id)
+    problem = repo_id_problem(repo_id)
+    if problem:
+        raise InitError(problem)
     _check_revision(revision)
     weights_sha = verify_init(init_dir).sha256  # just hashed and checked: no need to hash the weights again
     init_dir = Path(init_dir)
     storage = hub_cache_dir(cache_dir) / f"models--{repo_id.replace('/', '--')}"
     shas = {name: weights_sha if name == WEIGHTS_FILE else sha256_file(init_dir / name) for name in INIT_FILES}
-    commit = revision if COMMIT_PATTERN.fullmatch(revision) else _stand_in_commit(shas)
-    if commit != revision and not overwrite:
+    commit = _stand_in_commit(shas)
+    if not overwrite:
         _check_ref_free(storage, repo_id, revision, commit)
     try:
         return _write_snapshot(init_dir, storage, shas, commit, revision)
@@ -167,8 +168,12 @@ def _init_config(snapshot: Path) -> InitConfig | None:
     try:
         config = read_config(snapshot)
         recorded_sha256(config)
-    except InitError as err:  # no or a foreign config.json: not an lsml-hub init
+    except (InitError, OSError) as err:  # no, a foreign or an unreadable config.json: not an init to list
         logger.debug("not an lsml-hub init: %s", first_line(err))
+        return None
+    problem = _listing_problem(config)
+    if problem:
+        logger.debug("skipping %s: %s", snapshot, problem)
         return None
     if not timm.is_model(config.architecture):
         logger.debug("skipping %s: timm does not know architecture %r", snapshot, config.architecture)
@@ -176,20 +181,23 @@ def _init_config(snapshot: Path) -> InitConfig | None:
     return config
 
 
-def _check_repo_id(repo_id: str) -> None:
-    use = "use OWNER/NAME, e.g. me/resnet20_cifar.cts"
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise InitError(f"bad Hub id {repo_id!r}: {first_line(err)}; {use}") from None
-    if repo_id.count("/") != 1:
-        raise InitError(f"bad Hub id {repo_id!r}: {use}")
+def _listing_problem(config: InitConfig) -> str | None:
+    """What in ``config``'s lsml block a listing cannot show, or None (hand-edited files are not trusted)."""
+    lsml = config.lsml
+    if not isinstance(lsml.get("source_tasks", []), list):
+        return f"lsml.source_tasks is {type(lsml['source_tasks']).__name__}, not a list"
+    if not isinstance(lsml.get("algorithm", {}), (dict, str)):
+        return f"lsml.algorithm is {type(lsml['algorithm']).__name__}, not a mapping"
+    size = config.pretrained_cfg.get("input_size")
+    if size is not None and not (isinstance(size, list) and all(isinstance(n, int) for n in size)):
+        return f"pretrained_cfg.input_size is {size!r}, not a list of integers"
+    return None
 
 
 def _check_revision(revision: str) -> None:
-    if not isinstance(revision, str) or not _REF_NAME.fullmatch(revision):
+    if not isinstance(revision, str) or not _REF_NAME.fullmatch(revision) or COMMIT_PATTERN.fullmatch(revision):
         raise InitError(f"bad revision {revision!r}: use a branch or tag name such as main or v1 "
-                        "(letters, digits, '.', '_', '-')")
+                        "(letters, digits, '.', '_', '-'; not a 40-digit commit id, which the cache assigns)")
 
 
 def _check_ref_free(storage: Path, repo_id: str, revision: str, commit: str) -> None:

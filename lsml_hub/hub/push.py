@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from lsml_hub._hub_client import CLIENT_HTTP_ERROR, LIBRARY_NAME
+from lsml_hub._hub_client import CLIENT_HTTP_ERROR, LIBRARY_NAME, repo_id_problem
 from lsml_hub.errors import LsmlHubError, first_line
 from lsml_hub.hub.config import CARD_FILE, INIT_FILES
 from lsml_hub.hub.format import verify_init
@@ -88,7 +87,9 @@ def push_to_hub(
         PushResult(repo_id='me/test_resnet.cts_demo', ...)
     """
     config = verify_init(init_dir)
-    _check_repo_id(repo_id)
+    problem = repo_id_problem(repo_id, owner_required=False)
+    if problem:
+        raise PushError(problem)
     token = token or huggingface_hub.get_token()
     if not token:
         # Worded for both callers: the CLI has no --token flag (tokens stay out of shell history).
@@ -125,13 +126,6 @@ def _upload(api: huggingface_hub.HfApi, init_dir: Path, repo_id: str, private: b
         api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=message)
     logger.info("pushed %s to %s (%s)", init_dir, repo_id, commit.commit_url)
     return PushResult(repo_id, revision, commit.oid, commit.commit_url, tag)
-
-
-def _check_repo_id(repo_id: str) -> None:
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise PushError(f"bad repo id {repo_id!r}: {first_line(err)}") from None
 
 
 def _warn_if_card_names_another_repo(init_dir: Path, repo_id: str) -> None:

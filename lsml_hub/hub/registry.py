@@ -1,8 +1,9 @@
 """Which inits are available: registered at run time, in the local Hugging Face cache, or on the Hub.
 
-Nothing is listed that cannot be loaded, so nothing is hard-coded: no init of this project is
-published yet. :func:`list_inits` (and ``lsml-hub list``) gathers three sources, each entry naming
-its own:
+Nothing is hard-coded: no init of this project is published yet, and an entry is listed only where
+it was found (a registered Hub init may still need the network, or the cache, to load).
+:func:`list_inits` gathers three sources, each entry naming its own (``lsml-hub list``, a fresh
+process, sees the last two):
 
 - ``registered``: named ``<arch>.<tag>`` (as timm names pretrained weights) by :func:`register_init`
   in this process, e.g. for private inits; the name resolves everywhere an init string is taken.

@@ -72,7 +72,8 @@ def finetune(
     Args:
         model_or_init: A timm model (trained in place; its head is replaced by a fresh one for the
             target's classes), anything :func:`lsml_hub.create_model` resolves (an init folder,
-            ``local-dir:``, ``hf-hub:``, a registry name), or ``"scratch:ARCH"`` for random weights.
+            ``local-dir:``, ``hf-hub:``, a registered name, ``timm:ARCH[.TAG]``), or ``"scratch:ARCH"``
+            for random weights.
         target: A loaded :class:`~lsml_hub.data.Task` or a spec for :func:`~lsml_hub.data.load_task`.
         steps, batch_size, optimizer, lr, weight_decay, schedule, max_train_samples, mode, eval_every,
             seed, device, image_size, precision, channels_last, compile: See :class:`FinetuneConfig`.
@@ -140,8 +141,6 @@ def run_finetune(model_or_init: ModelOrInit, target: Target, config: FinetuneCon
         inputs=inputs, train_samples=len(train), seconds=time.perf_counter() - start,
         source=_describe(model_or_init, model),
     )
-
-
 
 
 def _train(model: nn.Module, task: Task, train: ImageTensors, inputs: InputConfig, config: FinetuneConfig,

@@ -101,6 +101,8 @@ class MetaTrainer:
         self._sum = torch.empty_like(self.phi, dtype=torch.float64)
         self.final_eval: dict[str, EvalResult] = {}  # the last evaluation
         self._metrics: MetricsWriter | None = None
+        self._bar: tqdm | None = None  # progress() opens it around the loop
+        self._tick = (time.perf_counter(), 0)  # (time, step) of the last log line, for steps/s
         self._losses: dict[int, list[torch.Tensor]] = collections.defaultdict(list)  # per task, since last log
         self._unchecked: list[tuple[int, TaskLearner, torch.Tensor]] = []  # (step, task, loss) not yet checked
         self._delta_norm = 0.0
@@ -224,7 +226,8 @@ class MetaTrainer:
             self.final_eval = self._evaluate(self._metrics)
         if self._due(self.cfg.checkpoint_every):
             self._save_checkpoint()
-        self._bar.update(1)
+        if self._bar is not None:
+            self._bar.update(1)
 
     def _due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.steps
@@ -256,7 +259,8 @@ class MetaTrainer:
         if self._metrics is not None:
             self._metrics.write({"step": self.step, "kind": "train", "loss": mean_loss, "task_loss": losses,
                                  "meta_update_norm": norm, "steps_per_sec": rate})
-        self._bar.set_postfix(loss=f"{mean_loss:.3f}", steps_s=f"{rate:.1f}")
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{mean_loss:.3f}", steps_s=f"{rate:.1f}")
 
     def _evaluate(self, metrics: MetricsWriter | None) -> dict[str, EvalResult]:
         local = {lrn.index: (lrn.task.name, vars(lrn.evaluate(self.cfg.eval_batches))) for lrn in self.learners}

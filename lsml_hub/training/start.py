@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import timm
 from torch import nn
 
 from lsml_hub.errors import ConfigError
@@ -77,9 +76,10 @@ def _pretrained(arch: str, model_kwargs: Mapping[str, Any], weights_name: str, p
     create_backbone(arch, num_classes=1, **model_kwargs)  # an unknown model or bad kwargs: their own error
     weights = require_cached_pretrained(weights_name, purpose, "start from random weights (start_from: "
                                         "null) or from an init", "start from random weights (start_from: null)")
-    # "file": timm loads this path and never reaches for the network.
-    model = timm.create_model(weights.model_name, pretrained=True, num_classes=1,
-                              pretrained_cfg_overlay={"file": str(weights.path)}, **model_kwargs)
+    from lsml_hub.hub import create_model
+
+    # Found above with a message for this purpose; loaded the way every timm: string is (blob checked, offline).
+    model = create_model(f"timm:{weights.model_name}", num_classes=1, **model_kwargs)
     logger.info("meta-training starts from timm's %s weights (%s)", weights.model_name, weights.path)
     return Start(model, {"kind": PRETRAINED, "weights": weights.model_name, "hf_hub_id": weights.hf_hub_id})
 
