@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lsml_hub"
 REPO = PACKAGE.parent
 
 # Modules with no lsml_hub import above this list; every package below may use them.
-FOUNDATION = {"errors", "version", "_io", "_seed", "_device", "_lazy", "_hub_client", "output_folder", "run_layout",
-              "compute", "distributed"}
+FOUNDATION = {"errors", "version", "_checks", "_io", "_seed", "_device", "_lazy", "_hub_client", "output_folder",
+              "run_layout", "compute", "distributed"}
 # Package -> the packages it may import besides the foundation (docs/architecture.md, "What may import what").
 ALLOWED = {
     "models": set(),

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import torch
 
+from lsml_hub._checks import is_int, is_number
 from lsml_hub.errors import ConfigError
 
 #: ``needs``: the task's gradient on held-out batches at θ_t (``TaskSignals.query_grad``).
@@ -107,9 +108,9 @@ class MetaAlgorithm(ABC):
             self.aggregate_period = self.reset_period
         for key in ("aggregate_period", "reset_period"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ConfigError(f"algorithm.{key} must be a positive integer, got {value!r}")
-        if not isinstance(self.meta_lr, (int, float)) or isinstance(self.meta_lr, bool) or not self.meta_lr > 0:
+        if not is_number(self.meta_lr) or not self.meta_lr > 0:
             raise ConfigError(f"algorithm.meta_lr must be a positive number, got {self.meta_lr!r}")
         if not isinstance(self.hard_reset, bool):
             raise ConfigError(f"algorithm.hard_reset must be true or false, got {self.hard_reset!r}")

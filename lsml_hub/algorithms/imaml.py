@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lsml_hub._checks import is_int, is_number
 from lsml_hub.algorithms.base import HVP, QUERY_GRAD, MetaAlgorithm, TaskSignals
 from lsml_hub.algorithms.registry import register_algorithm
 from lsml_hub.errors import ConfigError
@@ -81,11 +82,11 @@ class IMAML(MetaAlgorithm):
 
     def __post_init__(self) -> None:
         lam = self.reg_lambda
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0:
+        if not is_number(lam) or not lam > 0:
             raise ConfigError(f"algorithm.reg_lambda must be a positive number, got {self.reg_lambda!r}")
         for key in ("cg_steps", "held_out_batches"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ConfigError(f"algorithm.{key} must be a positive integer, got {value!r}")
         super().__post_init__()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from lsml_hub._checks import is_int
 from lsml_hub.data.stream import AUGMENTS
 from lsml_hub.errors import ConfigError
 
@@ -94,12 +95,12 @@ class TaskSpec:
         object.__setattr__(self, "classes", parse_class_subset(self.classes))
         for key in ("image_size", "samples_per_class"):
             value = getattr(self, key)
-            if value is not None and not (_is_int(value) and value > 0):
+            if value is not None and not (is_int(value) and value > 0):
                 raise ConfigError(f"task spec key {key!r} must be a positive integer, got {value!r} "
                                   f"(in the spec of {self.source})")
         if self.augment is not None and self.augment not in AUGMENTS:
             raise ConfigError(f"task spec key 'augment' must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
-        if not (_is_int(self.seed) and self.seed >= 0):
+        if not (is_int(self.seed) and self.seed >= 0):
             raise ConfigError(f"task spec key 'seed' must be an integer >= 0, got {self.seed!r}")
 
     @property
@@ -149,10 +150,6 @@ class TaskSpec:
             if f.name == "source" or value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _INT_KEYS = {"image_size", "samples_per_class", "seed"}

@@ -21,6 +21,7 @@ import timm
 import torch
 from torch import nn
 
+from lsml_hub._checks import is_int
 from lsml_hub.errors import ConfigError, InitError, IntegrityError
 from lsml_hub.hub.config import SHA256_PATTERN, InitConfig, read_config
 from lsml_hub.hub.format import check_sha256, recorded_sha256, sha256_file
@@ -171,7 +172,7 @@ def check_num_classes(num_classes: Any) -> None:
         ...
         lsml_hub.errors.ConfigError: num_classes must be an integer >= 0 (0: headless), got 2.5
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+    if not is_int(num_classes) or num_classes < 0:
         raise ConfigError(f"num_classes must be an integer >= 0 (0: headless), got {num_classes!r}")
 
 

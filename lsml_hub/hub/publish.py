@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from lsml_hub import run_layout
+from lsml_hub._checks import is_int, is_number
 from lsml_hub._io import atomic_dir, atomic_write_json
 from lsml_hub.errors import LsmlHubError
 from lsml_hub.hub.card import TrainingReport, build_model_card
@@ -143,12 +144,12 @@ def _read_run_config(path: Path) -> dict[str, Any]:
 def _is_eval(record: dict[str, Any]) -> bool:
     step = record.get("step")
     return (record.get("kind") == "eval" and isinstance(record.get("task"), str)
-            and isinstance(step, int) and not isinstance(step, bool))
+            and is_int(step))
 
 
 def _numbers(record: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in record.items()
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if k != "step" and is_number(v)}
 
 
 def _curve(evals: list[dict[str, Any]]) -> list[tuple[int, dict[str, float]]]:

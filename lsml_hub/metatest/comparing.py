@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lsml_hub._checks import is_int
 from lsml_hub.data import Task, TaskSpec
 from lsml_hub.errors import ConfigError
 from lsml_hub.hub.load import create_model
@@ -263,7 +264,7 @@ def _check_baselines(baselines: Iterable[str] | None) -> _Baselines:
 
 
 def _is_seed(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+    return is_int(value) and 0 <= value <= MAX_SEED
 
 
 def named_inits(inits: Inits) -> list[_Entry]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lsml_hub._checks import check_positive_int, is_int
 from lsml_hub.compute import ComputeConfig
 from lsml_hub.errors import ConfigError
 
@@ -81,10 +82,10 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in ("max_train_samples", "eval_every", "image_size"):
             if getattr(self, name) is not None:
-                _check_positive_int(name, getattr(self, name))
+                check_positive_int(name, getattr(self, name))
         check_seed("seed", self.seed)
         object.__setattr__(self, "device", check_device(self.device))
         object.__setattr__(self, "lr", _as_float("lr", self.lr))
@@ -155,7 +156,7 @@ def check_seed(name: str, value: Any) -> int:
     Raises:
         ConfigError: Naming ``name``, the value, and the valid range.
     """
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+    if not is_int(value) or not 0 <= value <= MAX_SEED:
         raise ConfigError(f"{name} must be a non-negative integer (at most 2**63 - 1), got {value!r}")
     return value
 
@@ -190,11 +191,6 @@ def check_device(device: Any) -> str | None:
         raise ConfigError(f"device {device!r} requested but this machine has {count} CUDA device(s); "
                           f"valid: cuda:0 to cuda:{count - 1}, cpu or auto")
     return device
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _as_float(name: str, value: Any) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from lsml_hub._checks import is_int, is_number, require
 from lsml_hub.algorithms import build_algorithm
 from lsml_hub.compute import ComputeConfig
 from lsml_hub.data import TaskSpec
@@ -36,13 +37,13 @@ class InnerConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in INNER_OPTIMIZERS:
             raise ConfigError(f"unknown inner.optimizer {self.optimizer!r}; valid: {', '.join(INNER_OPTIMIZERS)}")
-        _require("inner.batch_size", self.batch_size, _is_int(self.batch_size) and self.batch_size > 0,
+        require("inner.batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size > 0,
                  "a positive integer")
-        _require("inner.lr", self.lr, _is_number(self.lr) and self.lr > 0, "a positive number")
+        require("inner.lr", self.lr, is_number(self.lr) and self.lr > 0, "a positive number")
         for key in ("momentum", "weight_decay"):
             value = getattr(self, key)
-            _require(f"inner.{key}", value, _is_number(value) and value >= 0, "a number >= 0")
-        _require("inner.nesterov", self.nesterov, isinstance(self.nesterov, bool), "true or false")
+            require(f"inner.{key}", value, is_number(value) and value >= 0, "a number >= 0")
+        require("inner.nesterov", self.nesterov, isinstance(self.nesterov, bool), "true or false")
 
 
 @dataclass
@@ -81,24 +82,24 @@ class MetaTrainConfig:
             raise ConfigError("a meta-training config needs at least one task under 'tasks'")
         for key in ("steps", "eval_every", "checkpoint_every", "log_every"):
             value = getattr(self, key)
-            _require(key, value, _is_int(value) and value > 0, "a positive integer")
+            require(key, value, is_int(value) and value > 0, "a positive integer")
         for key in ("eval_batches", "input_size"):
             value = getattr(self, key)
-            _require(key, value, value is None or (_is_int(value) and value > 0), "a positive integer or null")
-        _require("seed", self.seed, _is_int(self.seed) and self.seed >= 0, "a non-negative integer")
+            require(key, value, value is None or (is_int(value) and value > 0), "a positive integer or null")
+        require("seed", self.seed, is_int(self.seed) and self.seed >= 0, "a non-negative integer")
         for key in ("model", "output_dir", "device"):
-            _require(key, getattr(self, key), isinstance(getattr(self, key), str), "a string")
-        _require("tensorboard", self.tensorboard, isinstance(self.tensorboard, bool), "true or false")
-        _require("algorithm", self.algorithm, isinstance(self.algorithm, Mapping), "a name or a mapping")
+            require(key, getattr(self, key), isinstance(getattr(self, key), str), "a string")
+        require("tensorboard", self.tensorboard, isinstance(self.tensorboard, bool), "true or false")
+        require("algorithm", self.algorithm, isinstance(self.algorithm, Mapping), "a name or a mapping")
         build_algorithm(self.algorithm)  # validates name and keys now, not at step 1
         check_model_kwargs(self.model_kwargs)
-        _require("start_from", self.start_from, self.start_from is None or (
+        require("start_from", self.start_from, self.start_from is None or (
             isinstance(self.start_from, str) and self.start_from.strip()),
             "null (random weights), pretrained (timm's weights) or an init (hf-hub:..., local-dir:..., a folder)")
         _refuse_duplicate_names(self.tasks)
         self.compute  # noqa: B018 - validates precision, channels_last and compile now
         gb = self.device_data_gb
-        _require("device_data_gb", gb, _is_number(gb) and math.isfinite(gb) and gb >= 0,
+        require("device_data_gb", gb, is_number(gb) and math.isfinite(gb) and gb >= 0,
                  "a finite number of GB >= 0 (0 keeps every split on the host)")
 
     @property
@@ -165,7 +166,7 @@ def check_model_kwargs(model_kwargs: Any) -> None:
         ...
         lsml_hub.errors.ConfigError: model_kwargs may not set num_classes (the trainer sets it); ...
     """
-    _require("model_kwargs", model_kwargs, isinstance(model_kwargs, Mapping),
+    require("model_kwargs", model_kwargs, isinstance(model_kwargs, Mapping),
              "a mapping of timm.create_model arguments, e.g. {img_size: 32}")
     not_names = [k for k in model_kwargs if not isinstance(k, str) or not k.isidentifier()]
     if not_names:
@@ -189,19 +190,6 @@ def _refuse_duplicate_names(tasks: Sequence[TaskSpec]) -> None:
             raise ConfigError(f"two tasks are both named {name!r} ({seen[name]!r} and {spec.source!r}); "
                               "give one a distinct name with ?name=... in its spec")
         seen[name] = spec.source
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _require(key: str, value: Any, ok: bool, what: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key} must be {what}, got {value!r}")
 
 
 class _YamlLoader(yaml.SafeLoader):

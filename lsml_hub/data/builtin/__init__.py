@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import datasets
 
+from lsml_hub._checks import is_int
 from lsml_hub.data.builtin import fashion_mnist
 from lsml_hub.data.builtin.glyphs import ALPHABETS
 from lsml_hub.data.builtin.materialize import cached_dataset
@@ -78,8 +79,7 @@ def load_builtin(name: str, *, samples_per_class: int | None = None, seed: int =
     if hub_fallback(name) is not None:
         raise DataError(f"{no_local_copy_hint(name)}; read it with lsml_hub.data.load_task, which falls back "
                         "to the Hugging Face Hub")
-    if samples_per_class is not None and (isinstance(samples_per_class, bool) or not isinstance(samples_per_class, int)
-                                          or samples_per_class <= 0):
+    if samples_per_class is not None and not (is_int(samples_per_class) and samples_per_class > 0):
         raise DataError(f"samples_per_class must be a positive integer, got {samples_per_class!r}")
     default = DEFAULT_SAMPLES_PER_CLASS if samples_per_class is None else samples_per_class
     params, build = _builder(name, default, seed)
