@@ -1,4 +1,4 @@
-"""Turn φ and the tasks' BatchNorm statistics into an init folder (timm Hub layout)."""
+"""Turn φ, the tasks' BatchNorm statistics and the run's record into an init folder (timm Hub layout)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import torch
 from torch import nn
 
 from lsml_hub import distributed
+from lsml_hub.algorithms import MetaAlgorithm
 from lsml_hub.distributed import DistContext
 from lsml_hub.models import create_backbone, split_backbone_head
+from lsml_hub.training.config import MetaTrainConfig
 from lsml_hub.training.flat import flatten_params_
-from lsml_hub.training.learner import TaskLearner
+from lsml_hub.training.learner import EvalResult, TaskLearner
 
 
 def averaged_buffers(ctx: DistContext, learners: Sequence[TaskLearner], num_tasks: int) -> dict[str, torch.Tensor]:
@@ -49,6 +51,26 @@ def build_init_model(arch: str, phi: torch.Tensor, buffers: dict[str, torch.Tens
         for name, value in buffers.items():
             named[name].copy_(value)
     return model
+
+
+def init_metadata(algorithm: MetaAlgorithm, config: MetaTrainConfig, source_tasks: list[dict[str, Any]], steps: int,
+                  start: dict[str, Any] | None, world_size: int,
+                  final_eval: Mapping[str, EvalResult]) -> dict[str, Any]:
+    """The init's ``"lsml"`` block as meta-training writes it (docs/init-format.md lists every field).
+
+    ``save_init`` adds the weights' sha256 and the package version; ``compare --record`` adds meta-test
+    results later. A new field of the block belongs here.
+    """
+    return {
+        "algorithm": algorithm.hyperparameters(),
+        "inner_optimizer": vars(config.inner).copy(),
+        "source_tasks": source_tasks,
+        "steps": steps,
+        "seed": config.seed,
+        "start": start,
+        "world_size": world_size,
+        "final_metrics": {k: {"loss": v.loss, "accuracy": v.accuracy} for k, v in final_eval.items()},
+    }
 
 
 def write_init(out_dir: Path, model: nn.Module, metadata: dict[str, Any], input_size: int,

@@ -37,7 +37,7 @@ from lsml_hub.run_layout import (
 )
 from lsml_hub.training.checkpoint import Checkpoint, check_identity, checkpoint_path, identity_differences
 from lsml_hub.training.config import MetaTrainConfig, identity
-from lsml_hub.training.export import averaged_buffers, build_init_model, write_init
+from lsml_hub.training.export import averaged_buffers, build_init_model, init_metadata, write_init
 from lsml_hub.training.flat import flatten_params_
 from lsml_hub.training.learner import DataBudget, EvalResult, LearnerSetup, TaskLearner
 from lsml_hub.training.metrics import MetricsWriter
@@ -354,16 +354,8 @@ class MetaTrainer:
         init_dir = self.out / INIT_SUBDIR
 
         def write() -> None:
-            metadata = {
-                "algorithm": self.algo.hyperparameters(),
-                "inner_optimizer": vars(self.cfg.inner).copy(),
-                "source_tasks": [summaries[i] for i in sorted(summaries)],
-                "steps": self.step,
-                "seed": self.cfg.seed,
-                "start": self.start.record,
-                "world_size": self.ctx.world_size,
-                "final_metrics": {k: {"loss": v.loss, "accuracy": v.accuracy} for k, v in final_eval.items()},
-            }  # save_init adds the weights' sha256 and the package version
+            metadata = init_metadata(self.algo, self.cfg, [summaries[i] for i in sorted(summaries)], self.step,
+                                     self.start.record, self.ctx.world_size, final_eval)
             model = build_init_model(self.cfg.model, self.phi, buffers, self.cfg.model_kwargs,
                                      channels_last=self.compute.channels_last)
             write_init(init_dir, model, metadata, self.input_size, *self.mean_std)
