@@ -61,7 +61,8 @@ def evaluate_model(model: nn.Module, data: ImageTensors, *, mean: Sequence[float
 
 
 def train_step(forward: Callable[[torch.Tensor], torch.Tensor], batch: Batch, optimizer: torch.optim.Optimizer, *,
-               compute: ComputeConfig = FP32, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+               compute: ComputeConfig = FP32, scaler: torch.amp.GradScaler | None = None,
+               before_step: Callable[[], None] | None = None) -> torch.Tensor:
     """One optimizer step of cross-entropy on ``batch``; returns the (detached) batch loss, on the device.
 
     Args:
@@ -73,6 +74,8 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], batch: Batch, op
             SGD and Adam) its overflow check stays on the device and nothing in this step waits for the
             host; with another optimizer (RMSprop, fine-tuning's timm optimizers) the scaler reads the
             overflow flag on the host once per step.
+        before_step: Called once the gradients are in (unscaled) and before the optimizer steps, to add a
+            term of the caller's own to them (the learners' proximal term).
 
     Example:
         >>> from lsml_hub.data import Batch
@@ -90,9 +93,14 @@ def train_step(forward: Callable[[torch.Tensor], torch.Tensor], batch: Batch, op
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
         loss.backward()
+        if before_step is not None:
+            before_step()
         optimizer.step()
     else:
         scaler.scale(loss).backward()
+        if before_step is not None:
+            scaler.unscale_(optimizer)  # the hook adds to true gradients; step() then knows they are unscaled
+            before_step()
         scaler.step(optimizer)
         scaler.update()
     return loss.detach()

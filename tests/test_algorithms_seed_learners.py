@@ -128,7 +128,7 @@ def test_conjugate_gradient_stops_moving_once_the_residual_is_zero():
 
 
 def learner_for(algorithm, *, channels_last=False, arch="test_resnet",
-                task="builtin:printed_digits?samples_per_class=20"):
+                task="builtin:printed_digits?samples_per_class=20", inner=None):
     from lsml_hub.compute import ComputeConfig
     from lsml_hub.models import create_backbone, split_backbone_head
     from lsml_hub.training.flat import flat_values
@@ -136,7 +136,7 @@ def learner_for(algorithm, *, channels_last=False, arch="test_resnet",
     torch.manual_seed(0)
     body = split_backbone_head(create_backbone(arch, num_classes=1)).body.values()
     phi = flat_values(list(body), channels_last)
-    setup = LearnerSetup(arch, InnerConfig(batch_size=8), seed=0, device=torch.device("cpu"),
+    setup = LearnerSetup(arch, inner or InnerConfig(batch_size=8), seed=0, device=torch.device("cpu"),
                          mean_std=((0.5,), (0.5,)), compute=ComputeConfig(channels_last=channels_last),
                          algorithm=algorithm)
     return TaskLearner.create(0, load_task(task), phi, setup)
@@ -169,7 +169,29 @@ def test_the_learners_hessian_vector_product_is_the_gradients_derivative(channel
     torch.testing.assert_close(product.norm(), finite_difference.norm(), rtol=0.05, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_imaml_proximal_steps_add_lambda_times_the_distance_to_phi(channels_last):
+    # Plain SGD: the proximal step differs from the plain one by exactly -lr * λ * (θ - φ), the term's gradient.
+    sgd = InnerConfig(lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=8)
+    twins = [learner_for(IMAML(reset_period=5, reg_lambda=2.0, proximal=proximal), channels_last=channels_last,
+                         inner=sgd) for proximal in (True, False)]
+    offset = torch.randn(twins[0].body.shape, generator=torch.Generator().manual_seed(3)) * 1e-2
+    for learner in twins:
+        assert learner.phi is not None and not learner.phi.data_ptr() == learner.body.data_ptr()
+        with torch.no_grad():
+            learner.body.add_(offset)  # θ ≠ φ, so the term pulls
+        learner.inner_step()
+    pulled, plain = (learner.body for learner in twins)
+    torch.testing.assert_close(pulled - plain, -0.1 * 2.0 * offset, rtol=1e-4, atol=1e-6)
+
+
+def test_imaml_without_proximal_leaves_the_inner_steps_alone():
+    assert IMAML(reset_period=5).proximal_strength == 0.0
+    assert IMAML(reset_period=5, reg_lambda=0.25, proximal=True).proximal_strength == 0.25
+
+
 @pytest.mark.parametrize("values, message", [
+    ({"name": "imaml", "proximal": "yes"}, "algorithm.proximal must be true or false, got 'yes'"),
     ({"name": "imaml", "reg_lambda": 0}, "algorithm.reg_lambda must be a positive number, got 0"),
     ({"name": "imaml", "reg_lambda": -1.0}, "algorithm.reg_lambda must be a positive number"),
     ({"name": "imaml", "cg_steps": 0}, "algorithm.cg_steps must be a positive integer, got 0"),
@@ -207,7 +229,9 @@ def test_anil_needs_a_model_whose_head_is_separate(tmp_path, monkeypatch):
 # -- through the loop --------------------------------------------------------------------------------------
 SEED_LEARNERS = {
     "leap": {"name": "leap", "meta_lr": 0.5, "reset_period": 3},
-    "imaml": {"name": "imaml", "meta_lr": 0.1, "reset_period": 3, "cg_steps": 3, "held_out_batches": 2},
+    # proximal: the resume and torchrun equalities below cover the inner steps' pull toward φ as well.
+    "imaml": {"name": "imaml", "meta_lr": 0.1, "reset_period": 3, "cg_steps": 3, "held_out_batches": 2,
+              "proximal": True},
     "anil": {"name": "anil", "meta_lr": 0.1, "reset_period": 3},
 }
 

@@ -92,6 +92,29 @@ def test_a_checkpoint_refuses_to_resume_with_another_precision_naming_both(tmp_p
         lsml_hub.meta_train(small_config(out, steps=4, precision="bf16"))
 
 
+def test_the_step_hook_sees_unscaled_gradients_under_a_gradient_scaler():
+    # fp16's scaler multiplies the loss; a term added in the hook (the proximal pull) must meet true gradients.
+    from torch import nn
+
+    from lsml_hub.data import Batch
+    from lsml_hub.evaluation import train_step
+
+    batch = Batch(torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 4))
+    seen, weights = [], []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=1024.0)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        layer = model[1]
+        before = layer.weight.detach().clone()
+        train_step(model, batch, optimizer, scaler=scaler,
+                   before_step=lambda layer=layer: (seen.append(layer.weight.grad.clone()), layer.weight.grad.zero_()))
+        weights.append(torch.equal(layer.weight, before))
+    torch.testing.assert_close(seen[1], seen[0])
+    assert seen[0].abs().sum() > 0
+    assert weights == [True, True]  # what the hook did to the gradients is what the optimizer stepped with
+
+
 def test_compile_and_device_data_budget_may_change_on_resume(tmp_path):
     out = tmp_path / "run"
     lsml_hub.meta_train(small_config(out, steps=2, checkpoint_every=1))

@@ -58,6 +58,12 @@ def test_every_precision_meta_trains_and_exports_an_fp32_init(tmp_path, precisio
     assert all(("scaler" in state) == (precision == "fp16") for state in tasks.values())
 
 
+def test_imaml_pulls_toward_phi_under_fp16s_gradient_scaler(tmp_path):
+    algorithm = {"name": "imaml", "reset_period": 3, "cg_steps": 2, "held_out_batches": 1, "proximal": True}
+    result = lsml_hub.meta_train(gpu_config(tmp_path / "run", precision="fp16", algorithm=algorithm, steps=6))
+    assert all(torch.isfinite(torch.tensor(r.loss)) for r in result.final_eval.values())
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_fine_tuning_runs_in_half_precision(precision):
     result = lsml_hub.finetune("scratch:test_resnet", "builtin:digits?classes=0-4", steps=4, batch_size=8,

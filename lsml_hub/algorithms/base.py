@@ -7,8 +7,8 @@ that mean into the step Δ, moves φ by Δ and, when it shifts, moves every θ_t
 
 What needs a model comes from the task's learner, and only when the rule asks for it (``needs``):
 the gradient on held-out batches, Hessian-vector products of the training loss, or every inner step's
-loss, gradient and parameter change. A rule may keep per-task tensors (``task_state``) that the
-learner stores with the task and checkpoints.
+loss, gradient and parameter change. A rule may pull the inner steps toward φ (``proximal_strength``),
+and may keep per-task tensors (``task_state``) that the learner stores with the task and checkpoints.
 """
 
 from __future__ import annotations
@@ -127,6 +127,14 @@ class MetaAlgorithm(ABC):
     def query_batches(self) -> int:
         """Held-out batches averaged into ``TaskSignals.query_grad``."""
         return 1
+
+    @property
+    def proximal_strength(self) -> float:
+        """μ of a term μ/2 ‖θ_t − φ‖² that every inner step adds to its task loss (0: none, the default).
+
+        The learners add its gradient μ (θ_t − φ) to the backbone's before the inner optimizer steps.
+        """
+        return 0.0
 
     def task_state(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Fresh per-task tensors the rule keeps across inner steps (none by default)."""

@@ -134,6 +134,8 @@ class TaskLearner:
     algo_state: dict[str, torch.Tensor] = field(default_factory=dict)
     resets: int = 0
     steps_since_reset: int = 0
+    #: φ, which a rule's proximal term pulls θ_t toward: the loop's own tensor, so meta-updates move it too.
+    phi: torch.Tensor | None = None
 
     @classmethod
     def create(cls, index: int, task: Task, phi: torch.Tensor, setup: LearnerSetup) -> TaskLearner:
@@ -170,7 +172,7 @@ class TaskLearner:
         scaler = compute.grad_scaler(setup.device)
         optimizer = _task_optimizer(model, body_params, setup, fused=scaler is not None)
         return cls(index, task, model, body, body_params, optimizer, stream, setup, forward, scaler, query, hvp,
-                   algo_state=setup.algorithm.task_state(body))
+                   algo_state=setup.algorithm.task_state(body), phi=phi)
 
     def inner_step(self) -> torch.Tensor:
         """One optimizer step on the next batch; returns the (detached) batch loss.
@@ -180,8 +182,9 @@ class TaskLearner:
         """
         observe = self.setup.needs(INNER_STEPS)
         before = self.body.clone() if observe else None
+        pull = self._add_proximal_gradient if self.setup.algorithm.proximal_strength else None
         loss = train_step(self.forward, next(self.stream), self.optimizer, compute=self.setup.compute,
-                          scaler=self.scaler)
+                          scaler=self.scaler, before_step=pull)
         if observe:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.body_params]
             grad = flat_values(grads, self.setup.compute.channels_last)
@@ -192,6 +195,16 @@ class TaskLearner:
             self.setup.algorithm.observe_(self.algo_state, step)
         self.steps_since_reset += 1
         return loss
+
+    def _add_proximal_gradient(self) -> None:
+        # μ/2 ‖θ − φ‖² is added as its gradient μ (θ − φ): a second forward over the parameters would cost more.
+        assert self.phi is not None, "learner was built without φ"
+        pull = (self.body - self.phi).mul_(self.setup.algorithm.proximal_strength)
+        for param, term in zip(self.body_params, param_views(pull, self.body_params, self.setup.compute.channels_last)):
+            if param.grad is None:  # a parameter the forward pass did not reach
+                param.grad = term.clone()
+            else:
+                param.grad.add_(term)
 
     def signals(self) -> TaskSignals:
         """What the meta-learning rule asked for, at the current θ_t."""
@@ -257,6 +270,7 @@ class TaskLearner:
     def reset_(self, phi: torch.Tensor, hard: bool) -> None:
         """θ_t.body ← φ; a hard reset also draws a new head and forgets the optimizer state."""
         self.body.copy_(phi)
+        self.phi = phi
         self.resets += 1
         self.steps_since_reset = 0
         self.setup.algorithm.restart_(self.algo_state)
