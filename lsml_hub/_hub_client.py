@@ -28,6 +28,16 @@ CLIENT_HTTP_ERROR: type[Exception] = getattr(http_client_module(), "HTTPError", 
 HUB_REQUEST_ERRORS: tuple[type[Exception], ...] = (HfHubHTTPError, CLIENT_HTTP_ERROR, OSError)
 
 
+def hf_hub_init(repo_id: str, revision: str | None = None) -> str:
+    """The init string that loads ``repo_id`` at ``revision`` (the default branch when None).
+
+    Example:
+        >>> hf_hub_init("me/resnet20_cifar.cts"), hf_hub_init("me/resnet20_cifar.cts", "v1")
+        ('hf-hub:me/resnet20_cifar.cts', 'hf-hub:me/resnet20_cifar.cts@v1')
+    """
+    return f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")
+
+
 def repo_id_problem(repo_id: str, *, owner_required: bool = True) -> str | None:
     """Why ``repo_id`` is not a Hub model id (``owner/name``; ``name`` alone if not ``owner_required``), or None.
 

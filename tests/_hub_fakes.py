@@ -15,11 +15,19 @@ import pytest
 import safetensors.torch
 import timm
 import torch
-from huggingface_hub import HfApi, ModelInfo
+from huggingface_hub import HfApi, ModelCard, ModelInfo
 
 from lsml_hub.hub import resolve as resolve_module
 
 COMMIT = "c" * 40
+
+
+def listing_tags(folder: Path | None) -> list[str]:
+    """The tags the Hub lists for an init pushed from ``folder``: its card's, plus those the Hub derives."""
+    if folder is None:
+        return ["timm", "lsml-hub"]
+    data = ModelCard.load(folder / "README.md").data
+    return [*data.tags, *(f"dataset:{d}" for d in data.datasets or ()), f"license:{data.license}", "region:us"]
 
 
 class FakeHub:
@@ -43,8 +51,8 @@ class FakeHub:
         self.list_calls.append(kwargs)
         if self.error is not None:
             raise self.error
-        for repo_id in self.repos:
-            yield ModelInfo(id=repo_id, tags=["timm", "lsml-hub"])
+        for repo_id, folder in self.repos.items():
+            yield ModelInfo(id=repo_id, tags=listing_tags(folder))
 
     def _download(self, repo_id: str, filename: str, **kwargs) -> str:
         folder = self.repos.get(repo_id)

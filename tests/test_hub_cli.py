@@ -84,7 +84,7 @@ def test_list_asks_the_hub_when_online_and_not_with_no_hub(registry, hub_offline
     hub = FakeHub(monkeypatch, {"someone/test_resnet.cts": None})
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["hf-hub:someone/test_resnet.cts", "hub", "-", "-", "-", "-"]
+    assert lines[1].split() == ["hf-hub:someone/test_resnet.cts", "hub", "test_resnet", "-", "-", "-"]
     assert lines[2].startswith("1 init; load one with")
     assert main(["list", "--no-hub"]) == 0
     assert capsys.readouterr().out.startswith("no init available: ")
@@ -111,6 +111,17 @@ def test_info_on_a_folder_verifies_and_summarizes(hub_make_init, capsys):
     sha = verify_init(folder).sha256
     assert f"{sha} (verified: the weights match it and load strictly as" in out
     assert "resnet20_cifar" in out and "name=cts, meta_lr=0.05" in out and "latin_upper, cifar100" in out
+
+
+def test_info_and_cache_add_expand_a_home_folder_as_loading_does(hub_make_init, hub_offline_cache, capsys,
+                                                                 monkeypatch):
+    folder = hub_make_init()
+    monkeypatch.setenv("HOME", str(folder.parent))
+    assert main(["info", f"local-dir:~/{folder.name}"]) == 0
+    assert "(verified: the weights match it" in capsys.readouterr().out
+    assert main(["cache", "add", f"~/{folder.name}", "owner/home"]) == 0
+    cached, local = (lsml_hub.create_model(init).state_dict() for init in ("hf-hub:owner/home", folder))
+    assert all(torch.equal(cached[k], local[k]) for k in local)
 
 
 def test_info_on_a_cached_hub_init(hub_make_init, hub_offline_cache, capsys):

@@ -248,6 +248,18 @@ def test_missing_config_json_is_named(hub_make_init):
     assert_one_line(err)
 
 
+@pytest.mark.parametrize("content, message", [
+    (b'{"architecture": ', "config.json is not valid JSON"),
+    (b'{"architecture": "\xff"}', "config.json is not UTF-8 text"),
+])
+def test_an_unreadable_config_json_is_one_line(hub_make_init, content, message):
+    folder = hub_make_init()
+    (folder / "config.json").write_bytes(content)
+    with pytest.raises(InitError, match=message) as err:
+        lsml_hub.create_model(folder)
+    assert_one_line(err)
+
+
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(InitError, match="does not exist"):
         lsml_hub.create_model(f"local-dir:{tmp_path / 'nope'}")

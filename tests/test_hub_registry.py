@@ -128,6 +128,9 @@ def test_cache_entries_that_are_not_loadable_inits_are_skipped(hub_make_init, hu
         assert edit[0] in text
         (snapshot / "config.json").unlink()
         (snapshot / "config.json").write_text(text.replace(edit[0], edit[1], 1))
+    not_text = add_to_hub_cache(hub_make_init(name="bytes"), "owner/not-utf8")
+    (not_text / "config.json").unlink()
+    (not_text / "config.json").write_bytes(b'{"architecture": "\xff"}')
     shutil.copytree(foreign, hub_offline_cache / "models--owner--foreign" / "snapshots" / ("f" * 40))
     (hub_offline_cache / "datasets--owner--data" / "snapshots").mkdir(parents=True)
     (hub_offline_cache / "not-a-repo").mkdir()
@@ -152,7 +155,8 @@ def test_the_hub_is_asked_for_models_tagged_lsml_hub_unless_offline(hub_offline_
     hub = FakeHub(monkeypatch, {"someone/resnet20_cifar.cts": None})
     assert list_inits() == [] and hub.list_calls == []  # HF_HUB_OFFLINE is set
     [listed] = list_inits(hub=True)
-    assert (listed.init, listed.origins, listed.architecture) == ("hf-hub:someone/resnet20_cifar.cts", ("hub",), None)
+    assert (listed.init, listed.origins, listed.architecture) == ("hf-hub:someone/resnet20_cifar.cts", ("hub",),
+                                                                 "resnet20_cifar")
     assert hub.list_calls[0]["filter"] == "lsml-hub" and hub.list_calls[0]["limit"] == registry_module.HUB_LIST_LIMIT
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     assert [e.init for e in list_inits()] == ["hf-hub:someone/resnet20_cifar.cts"]
@@ -188,6 +192,16 @@ def test_every_listed_init_loads_and_one_init_from_several_sources_is_listed_onc
     for e in listed:
         assert_loads_weights_of(e.init, source[e.init])
     assert hub.downloads == [("owner/hub", "config.json"), ("owner/hub", "model.safetensors")]
+
+
+def test_a_hub_init_is_described_by_its_name_and_its_cards_tags(hub_make_init, hub_offline_cache, monkeypatch):
+    # The Hub lists ids and tags, not config.json: the <arch>.<tag> name, the algorithm tag, dataset: tags.
+    pushed = hub_make_init(algorithm={"name": "reptile", "meta_lr": 1.0, "reset_period": 10})
+    FakeHub(monkeypatch, {"me/resnet20_cifar.mine": pushed, "me/not-an-arch": pushed})
+    listed = {e.init: e for e in list_inits(hub=True)}
+    mine, other = listed["hf-hub:me/resnet20_cifar.mine"], listed["hf-hub:me/not-an-arch"]
+    assert (mine.architecture, mine.algorithm, mine.source_tasks) == ("resnet20_cifar", "reptile", ("uoft-cs/cifar100",))
+    assert (other.architecture, other.algorithm) == (None, "reptile")
 
 
 def test_the_pattern_filters_init_strings_and_hub_ids(hub_make_init, hub_offline_cache):

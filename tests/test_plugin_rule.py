@@ -104,6 +104,19 @@ def test_a_second_rule_under_a_taken_name_is_refused():
     assert ALGORITHMS["cts"].__name__ == "ContinualTrajectoryShifting"
 
 
+def test_a_rule_defined_again_replaces_itself_as_a_rerun_notebook_cell_does(monkeypatch):
+    monkeypatch.setitem(ALGORITHMS, "test_sign_reptile", SignReptile)  # restored after the test
+    source = "@register_algorithm\n@dataclass\nclass SignReptile(Base):\n    name = 'test_sign_reptile'\n"
+    cell = compile(source, "<notebook cell>", "exec")
+    classes = []
+    for _ in range(2):
+        scope = {"register_algorithm": register_algorithm, "dataclass": dataclass, "Base": SignReptile,
+                 "__name__": SignReptile.__module__}
+        exec(cell, scope)
+        classes.append(scope["SignReptile"])
+    assert classes[0] is not classes[1] and ALGORITHMS["test_sign_reptile"] is classes[1]
+
+
 @pytest.mark.parametrize(("name", "message"), [
     ("test_plugin_rule:Nope", "module 'test_plugin_rule' has no 'Nope'"),
     ("test_plugin_rule:config", "is not a subclass of lsml_hub.algorithms.MetaAlgorithm"),
@@ -153,6 +166,14 @@ def test_the_cli_and_torchrun_run_a_module_class_rule(tmp_path, tmp_path_factory
         assert recorded["name"] == PLUGIN  # as the config spelled it, so the run's config.yaml rebuilds it
         assert yaml.safe_load((out / "config.yaml").read_text())["algorithm"]["name"] == PLUGIN
         assert "sign Reptile (a test plug-in)" in (out / "init" / "README.md").read_text()
+
+    # Published later by a process that cannot import the rule (run from elsewhere): the card still credits it.
+    publish_log = tmp_path / "publish.log"
+    finish(subprocess.Popen([str(CLI), "publish", str(cli_out)], cwd=tmp_path, env=env,
+                            stdout=publish_log.open("wb"), stderr=subprocess.STDOUT), publish_log)
+    card = (cli_out / "publish" / "README.md").read_text()
+    assert "sign Reptile (a test plug-in) (tests/test_plugin_rule.py)" in card
+    assert "- test_plugin_rule-signreptile" in card and "test_resnet.test_plugin_rule:" not in card
 
 
 def test_a_plugin_whose_own_import_fails_shows_that_error(tmp_path, monkeypatch):

@@ -161,6 +161,17 @@ class MetaAlgorithm(ABC):
         if self.shifts and thetas:
             torch._foreach_add_(list(thetas), [delta] * len(thetas))
 
+    @classmethod
+    def credit(cls) -> dict[str, str]:
+        """The rule's own ``title`` and ``reference`` (empty when it names none: never a parent's).
+
+        Example:
+            >>> from lsml_hub.algorithms import Reptile
+            >>> Reptile.credit()["title"]
+            'Reptile'
+        """
+        return {"title": cls.__dict__.get("title") or "", "reference": cls.__dict__.get("reference") or ""}
+
     def hyperparameters(self) -> dict:
         """Plain-data description for configs and init metadata."""
         return {"name": self.name, **dataclasses.asdict(self)}

@@ -44,7 +44,9 @@ def register_algorithm(cls: A | None = None, *, name: str | None = None,
     Args:
         cls: The rule (a dataclass subclass of :class:`MetaAlgorithm`).
         name: The name configs use; defaults to the class's ``name`` attribute, which is set to it.
-        overwrite: Replace a rule already registered under that name (a builtin included).
+        overwrite: Replace a rule already registered under that name (a builtin included). The same class
+            defined again (a notebook cell run twice, a reloaded or twice-imported module) replaces itself
+            without it.
 
     Example:
         >>> import torch
@@ -66,7 +68,7 @@ def register_algorithm(cls: A | None = None, *, name: str | None = None,
         if not isinstance(key, str) or not _NAME.fullmatch(key):
             raise ConfigError(f"{rule.__qualname__} needs a name for configs: a class attribute `name = \"...\"` "
                               f"or register_algorithm(name=...), letters, digits, '_', '.' or '-'; got {key!r}")
-        if key in ALGORITHMS and ALGORITHMS[key] is not rule and not overwrite:
+        if key in ALGORITHMS and not overwrite and not _same_definition(ALGORITHMS[key], rule):
             raise ConfigError(f"an algorithm named {key!r} is registered already ({ALGORITHMS[key].__qualname__}); "
                               "choose another name or pass overwrite=True")
         rule.name = key
@@ -153,6 +155,16 @@ def _import_plugin(module: str, name: str):
         return _import_plugin(module, name)
     finally:
         sys.path.remove(cwd)
+
+
+def _same_definition(old: type, new: type) -> bool:
+    """``new`` is ``old`` defined again: same class name in the same module, or in the same source file."""
+    if old is new:
+        return True
+    if old.__qualname__ != new.__qualname__:
+        return False
+    files = [getattr(sys.modules.get(cls.__module__), "__file__", None) for cls in (old, new)]
+    return old.__module__ == new.__module__ or (files[0] is not None and files[0] == files[1])
 
 
 def _check_rule_class(rule: Any, what: str) -> None:

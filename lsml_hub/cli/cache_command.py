@@ -33,18 +33,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument("init_dir", metavar="INIT_DIR", help="an init folder (config.json, model.safetensors, README.md)")
     add.add_argument("repo_id", metavar="OWNER/NAME", help="the Hub id to load it as, e.g. me/resnet20_cifar.cts")
-    add.add_argument("--revision", default="main",
-                     help="branch or tag to file it under, loaded as hf-hub:OWNER/NAME@REVISION (default: main)")
+    add.add_argument("--revision", default=None,
+                     help="branch or tag to file it under, loaded as hf-hub:OWNER/NAME@REVISION "
+                          "(default: the default branch, main)")
     add.add_argument("--force", action="store_true",
                      help="point the revision at this init even if it names another one in the cache")
     parser.set_defaults(func=run, action="ls")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "add":  # before the data imports below: adding an init needs no `datasets`
+        return run_add(args)
     from lsml_hub.data.cache_folder import KINDS, cache_root, clear_cache, scan_cache
 
-    if args.action == "add":
-        return run_add(args)
     root = cache_root()
     if args.action == "rm":
         removed = clear_cache(KINDS if args.kind == "all" else [args.kind])
@@ -61,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from lsml_hub._hub_client import hf_hub_init
     from lsml_hub.hub.hf_cache import DEFAULT_REVISION, add_to_hub_cache, hub_cache_dir
 
-    snapshot = add_to_hub_cache(args.init_dir, args.repo_id, revision=args.revision, overwrite=args.force)
-    init = f"hf-hub:{args.repo_id}" + ("" if args.revision == DEFAULT_REVISION else f"@{args.revision}")
+    revision = args.revision or DEFAULT_REVISION
+    snapshot = add_to_hub_cache(args.init_dir, args.repo_id, revision=revision, overwrite=args.force)
+    init = hf_hub_init(args.repo_id, None if revision == DEFAULT_REVISION else revision)
     print(f"added {args.init_dir} to the Hugging Face cache ({hub_cache_dir()}) as {init} ({snapshot})")
     print(f"load it with HF_HUB_OFFLINE=1 (no Hub needed): lsml_hub.create_model({init!r}, num_classes=...), "
           f"`lsml-hub finetune --init {init} ...`")

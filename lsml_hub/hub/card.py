@@ -90,7 +90,7 @@ def build_model_card(config: InitConfig, *, repo_id: str | None = None,
         library_name="timm",
         license=config.license,
         pipeline_tag="image-classification",
-        tags=[*BASE_TAGS, algo],
+        tags=[*BASE_TAGS, algorithm_tag(algo)],
         datasets=hub_dataset_ids(config) or None,
         metrics=["accuracy"] if report and report.final_metrics else None,
     )
@@ -99,36 +99,53 @@ def build_model_card(config: InitConfig, *, repo_id: str | None = None,
         _details(config),
         _usage(config, repo_id or REPO_PLACEHOLDER),
         _training(report) if report else "",
-        _citation(algo),
+        _citation(config),
     ]
     body = "\n\n".join(s for s in sections if s)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
 
 
-def algorithm_credit(name: str) -> str:
-    """How a card names algorithm ``name``: a registered rule's ``title`` and ``reference``, else the name.
+def algorithm_credit(name: str, recorded: Any = None) -> str:
+    """How a card names algorithm ``name``: its ``title`` and ``reference``, else the name.
+
+    Args:
+        name: The rule as the config spelled it.
+        recorded: The init's ``lsml.credit`` (``{"title", "reference"}``), written at export; else the
+            rule is looked up among those this process knows.
 
     Example:
         >>> algorithm_credit("reptile")
         'Reptile (Nichol et al., On First-Order Meta-Learning Algorithms, arXiv:1803.02999)'
-        >>> algorithm_credit("my_rule")  # not a registered algorithm: no reference to give
+        >>> algorithm_credit("my_rules:SignSGD", {"title": "sign SGD", "reference": ""})
+        'sign SGD'
+        >>> algorithm_credit("my_rule")  # neither recorded nor registered: no reference to give
         'my_rule'
     """
-    cls = find_algorithm(name)
-    if cls is None:
-        return name
-    # A rule's own title and paper: a subclass that names none must not borrow its parent's.
-    title, reference = cls.__dict__.get("title") or name, cls.__dict__.get("reference")
-    return f"{title} ({reference})" if reference else title
+    if not isinstance(recorded, dict) or not recorded.get("title"):
+        cls = find_algorithm(name)
+        recorded = cls.credit() if cls is not None else {}
+    title, reference = recorded.get("title") or name, recorded.get("reference")
+    return f"{title} ({reference})" if reference else str(title)
+
+
+def algorithm_tag(name: str) -> str:
+    """``name`` as a Hub tag: a plug-in's ``module:Class`` becomes ``module-class``.
+
+    Example:
+        >>> algorithm_tag("cts"), algorithm_tag("my_rules:SignSGD")
+        ('cts', 'my_rules-signsgd')
+    """
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "custom"
 
 
 def _intro(config: InitConfig, repo_id: str | None) -> str:
-    name = repo_id.split("/")[-1] if repo_id else f"{config.architecture}.{config.algorithm_name}"
+    name = repo_id.split("/")[-1] if repo_id else f"{config.architecture}.{algorithm_tag(config.algorithm_name)}"
     n = len(config.source_tasks)
     return (
         f"# Model card for {name}\n\n"
         f"A meta-learned initialization of the timm `{config.architecture}` backbone: "
-        f"{algorithm_credit(config.algorithm_name)} over {n} source task{'s' if n != 1 else ''}, "
+        f"{algorithm_credit(config.algorithm_name, config.lsml.get('credit'))} over {n} source "
+        f"task{'s' if n != 1 else ''}, "
         "made with lsml-hub. The init is headless: load it with a fresh classifier for your target "
         "task and fine-tune."
     )
@@ -248,10 +265,10 @@ def _training(report: TrainingReport) -> str:
     return "\n\n".join(parts)
 
 
-def _citation(algorithm: str) -> str:
+def _citation(config: InitConfig) -> str:
     # lsml-hub implements the CTS paper's large-scale setting for every algorithm, so that paper is
     # always the one to cite for the method; the init's own algorithm is credited beside it.
-    credit = algorithm_credit(algorithm)
+    credit = algorithm_credit(config.algorithm_name, config.lsml.get("credit"))
     return ("## Citation\n\nlsml-hub implements large-scale meta-learning with continual trajectory shifting "
             f"([Shin, Lee, Gong, Hwang; ICML 2021]({PAPER_URL})); this init's algorithm is {credit}. "
             f"To cite lsml-hub's method:\n\n```bibtex\n{CITATION}\n```")

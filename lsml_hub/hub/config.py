@@ -163,6 +163,8 @@ def read_config(folder: Path, *, source: str | None = None) -> InitConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InitError(f"{path} is missing: an init folder holds {', '.join(INIT_FILES)}") from None
+    except UnicodeDecodeError as err:
+        raise InitError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

@@ -176,7 +176,7 @@ def verify_init(folder: str | os.PathLike) -> InitConfig:
         >>> verify_init(folder).architecture
         'test_resnet'
     """
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
         raise InitError(f"{folder} {problem}; an init folder holds {', '.join(INIT_FILES)}")

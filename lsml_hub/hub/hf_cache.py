@@ -24,7 +24,7 @@ import timm
 from huggingface_hub import constants, scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
-from lsml_hub._hub_client import COMMIT_PATTERN, repo_id_problem
+from lsml_hub._hub_client import COMMIT_PATTERN, hf_hub_init, repo_id_problem
 from lsml_hub._io import atomic_write
 from lsml_hub.errors import InitError, first_line
 from lsml_hub.hub.config import INIT_FILES, WEIGHTS_FILE, InitConfig, read_config
@@ -66,7 +66,7 @@ class CachedInit:
     @property
     def init(self) -> str:
         """The init string that loads it, offline too: ``hf-hub:owner/name[@revision]``."""
-        return f"hf-hub:{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
+        return hf_hub_init(self.repo_id, self.revision)
 
 
 def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -116,7 +116,7 @@ def add_to_hub_cache(
         raise InitError(problem)
     _check_revision(revision)
     weights_sha = verify_init(init_dir).sha256  # just hashed and checked: no need to hash the weights again
-    init_dir = Path(init_dir)
+    init_dir = Path(init_dir).expanduser()
     storage = hub_cache_dir(cache_dir) / f"models--{repo_id.replace('/', '--')}"
     shas = {name: weights_sha if name == WEIGHTS_FILE else sha256_file(init_dir / name) for name in INIT_FILES}
     commit = _stand_in_commit(shas)

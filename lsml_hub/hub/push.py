@@ -10,7 +10,7 @@ from pathlib import Path
 import huggingface_hub
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from lsml_hub._hub_client import CLIENT_HTTP_ERROR, LIBRARY_NAME, repo_id_problem
+from lsml_hub._hub_client import CLIENT_HTTP_ERROR, LIBRARY_NAME, hf_hub_init, repo_id_problem
 from lsml_hub.errors import LsmlHubError, first_line
 from lsml_hub.hub.config import CARD_FILE, INIT_FILES
 from lsml_hub.hub.format import verify_init
@@ -46,7 +46,7 @@ class PushResult:
     @property
     def init(self) -> str:
         """The ``hf-hub:`` string that loads exactly this commit."""
-        return f"hf-hub:{self.repo_id}@{self.commit_oid}"
+        return hf_hub_init(self.repo_id, self.commit_oid)
 
 
 def push_to_hub(

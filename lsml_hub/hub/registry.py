@@ -23,9 +23,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import timm
 from huggingface_hub import HfApi, constants
 
-from lsml_hub._hub_client import HUB_REQUEST_ERRORS, LIBRARY_NAME
+from lsml_hub._hub_client import HUB_REQUEST_ERRORS, LIBRARY_NAME, hf_hub_init, repo_id_problem
 from lsml_hub.errors import ConfigError, InitError, first_line
 from lsml_hub.version import __version__
 
@@ -82,6 +83,12 @@ class InitEntry:
         arch, dot, tag = self.name.partition(".")
         if arch != self.architecture or not dot or not tag:
             raise ConfigError(f"init name {self.name!r} must be '{self.architecture}.<tag>'")
+        problem = repo_id_problem(self.hf_hub_id) if isinstance(self.hf_hub_id, str) else "not a string"
+        if problem:
+            raise ConfigError(f"init {self.name!r}: hf_hub_id: {problem}")
+        if self.revision is not None and (not isinstance(self.revision, str) or not self.revision.strip()):
+            raise ConfigError(f"init {self.name!r}: revision must be a branch, tag or commit, or None; "
+                              f"got {self.revision!r}")
 
     @property
     def tag(self) -> str:
@@ -90,8 +97,7 @@ class InitEntry:
     @property
     def init(self) -> str:
         """The ``hf-hub:`` string that loads this entry, revision included when pinned."""
-        rev = f"@{self.revision}" if self.revision else ""
-        return f"hf-hub:{self.hf_hub_id}{rev}"
+        return hf_hub_init(self.hf_hub_id, self.revision)
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,8 @@ class AvailableInit:
         hf_hub_id: Its Hub repo.
         revision: Its Hub revision, if not the default branch.
         architecture, algorithm, source_tasks, input_size: From its registry entry or ``config.json``;
-            ``None`` (empty) for a Hub init whose config has not been fetched.
+            for an init seen only on the Hub, what its listing tells (the name's architecture, the
+            card's algorithm and dataset tags), ``None`` (empty) for the rest.
         description: One sentence, for registered entries.
 
     Example:
@@ -214,7 +221,7 @@ def hub_inits(limit: int = HUB_LIST_LIMIT) -> list[AvailableInit]:
     """
     api = HfApi(library_name=LIBRARY_NAME, library_version=__version__)
     try:
-        models = list(api.list_models(filter=LIBRARY_NAME, sort="downloads", limit=limit, expand=["config"]))
+        models = list(api.list_models(filter=LIBRARY_NAME, sort="downloads", limit=limit))
     except HUB_REQUEST_ERRORS as err:
         logger.warning("could not list lsml-hub inits on the Hugging Face Hub (%s); listing local inits only "
                        "(HF_HUB_OFFLINE=1 skips the Hub)", first_line(err))
@@ -238,22 +245,21 @@ def _from_cache(cached: CachedInit) -> AvailableInit:
 
 
 def _from_hub(model: ModelInfo) -> AvailableInit:
-    # The listing carries what the Hub parsed of config.json, when it did; the rest shows as unknown.
-    config = _mapping(getattr(model, "config", None))
-    lsml, pretrained_cfg = _mapping(config.get("lsml")), _mapping(config.get("pretrained_cfg"))
-    architecture, size = config.get("architecture"), pretrained_cfg.get("input_size")
-    algorithm, tasks = _mapping(lsml.get("algorithm")).get("name"), lsml.get("source_tasks")
+    # The Hub's listing holds the repo id and the card's tags, not config.json (of which it keeps a few
+    # transformers keys only): the architecture comes from the <arch>.<tag> name the init format asks
+    # for, the rule from the card's algorithm tag, the source datasets from the Hub's dataset: tags.
+    from lsml_hub.algorithms import ALGORITHMS
+    from lsml_hub.hub.card import algorithm_tag
+
+    tags = list(model.tags or ())
+    arch = model.id.split("/")[-1].partition(".")[0]
+    rules = {algorithm_tag(name): name for name in ALGORITHMS}
     return AvailableInit(
-        f"hf-hub:{model.id}", (HUB,), model.id,
-        architecture=architecture if isinstance(architecture, str) else None,
-        algorithm=str(algorithm) if algorithm else None,
-        source_tasks=tuple(str(_mapping(t).get("name")) for t in tasks) if isinstance(tasks, list) else (),
-        input_size=tuple(size) if isinstance(size, list) else None,
+        hf_hub_init(model.id), (HUB,), model.id,
+        architecture=arch if timm.is_model(arch) else None,
+        algorithm=next((rules[t] for t in tags if t in rules), None),
+        source_tasks=tuple(t.removeprefix("dataset:") for t in tags if t.startswith("dataset:")),
     )
-
-
-def _mapping(value: object) -> Mapping:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _merge(found: Iterable[AvailableInit]) -> list[AvailableInit]:

@@ -63,6 +63,8 @@ def init_metadata(algorithm: MetaAlgorithm, config: MetaTrainConfig, source_task
     """
     return {
         "algorithm": algorithm.hyperparameters(),
+        # Cards made later, in a process that never imported a plug-in rule, still name and credit it.
+        "credit": type(algorithm).credit(),
         "inner_optimizer": vars(config.inner).copy(),
         "source_tasks": source_tasks,
         "steps": steps,
