@@ -267,7 +267,8 @@ def test_cache_add_twice_is_harmless_but_another_init_under_a_taken_revision_nee
     assert main(["cache", "add", str(second), "me/demo"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lsml-hub cache: error: the Hugging Face cache already holds me/demo@main (commit ")
-    assert err.endswith("another init; add this one under another revision (--revision) or replace it (--force)\n")
+    assert err.endswith("another init; add this one under another revision, or replace it (`lsml-hub cache add "
+                        "--revision R` or `--force`; in Python revision= or overwrite=True)\n")
     assert sorted(p.relative_to(hub_offline_cache) for p in hub_offline_cache.rglob("*")) == before
     assert main(["cache", "add", str(second), "me/demo", "--force"]) == 0
     assert lsml_hub.load_init_config("hf-hub:me/demo").sha256 == verify_init(second).sha256

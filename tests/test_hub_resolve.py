@@ -87,8 +87,8 @@ def test_architecture_of_each_form_without_building_it(hub_make_init):
                                           r"weights\); valid: "),
     ("resnet18", InitError, r"^unknown init 'resnet18': .*; for timm's resnet18 use timm:resnet18 \(pretrained "
                             r"weights\) or scratch:resnet18 \(random weights\); valid: "),
-    ("nothing_at_all", InitError, r"^unknown init 'nothing_at_all': .*`lsml-hub list` shows the available inits; "
-                                  r"valid: "),
+    ("nothing_at_all", InitError, r"^unknown init 'nothing_at_all': .*`lsml-hub list` shows the inits that load "
+                                  r"here, as hf-hub: strings; valid: "),
     ("", InitError, r"^init must be a non-empty string or path, got ''; valid: "),
     ("hf-hub:", InitError, r"^init 'hf-hub:' has nothing after 'hf-hub:'; valid: "),
     ("hf-hub:owner/na me", InitError, r"^bad Hub id in 'hf-hub:owner/na me': .*; use hf-hub:owner/name\[@revision\]$"),
@@ -111,8 +111,8 @@ def test_a_bad_string_is_one_line_naming_it_and_the_valid_forms(init, error, mat
 
 
 def test_valid_forms_name_every_form():
-    for form in ("hf-hub:owner/name[@revision]", "local-dir:PATH", "a folder path", "a registered name",
-                 "scratch:ARCH", "timm:ARCH[.TAG]"):
+    for form in ("hf-hub:owner/name[@revision]", "local-dir:PATH", "a folder path",
+                 "a name registered in this Python process", "scratch:ARCH", "timm:ARCH[.TAG]"):
         assert form in VALID_FORMS
 
 

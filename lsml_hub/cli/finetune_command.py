@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 # Defaults and choices are read from FinetuneConfig at parse time, so they are defined once.
-_INIT_HELP = ("an init: a folder, local-dir:PATH, hf-hub:owner/name[@rev], a registered name, scratch:ARCH "
-              "(random weights) or timm:ARCH[.TAG] (timm's pretrained weights, from the HF cache)")
+_INIT_HELP = ("an init: a folder, local-dir:PATH, hf-hub:owner/name[@rev] (as `lsml-hub list` shows them), "
+              "scratch:ARCH (random weights) or timm:ARCH[.TAG] (timm's pretrained weights, from the HF cache)")
 # "name=init" names an init in compare; a left side with '/' or ':' is part of a path, not a name.
 _NAMED_INIT = re.compile(r"([\w.\-]+)=(.+)")
 

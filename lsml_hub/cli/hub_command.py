@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "scratch:ARCH and timm:ARCH[.TAG] show the timm architecture and where its weights are.",
     )
     p.add_argument("init", metavar="INIT",
-                   help="hf-hub:owner/name[@rev], local-dir:PATH, a folder, a name from `lsml-hub list`, "
+                   help="hf-hub:owner/name[@rev] (as `lsml-hub list` shows them), local-dir:PATH, a folder, "
                         "scratch:ARCH or timm:ARCH[.TAG]")
     p.set_defaults(func=run_info)
 

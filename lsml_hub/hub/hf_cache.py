@@ -208,7 +208,8 @@ def _check_ref_free(storage: Path, repo_id: str, revision: str, commit: str) -> 
         return
     if current != commit:
         raise InitError(f"the Hugging Face cache already holds {repo_id}@{revision} (commit {current[:12]}), "
-                        f"another init; add this one under another revision (--revision) or replace it (--force)")
+                        f"another init; add this one under another revision, or replace it "
+                        f"(`lsml-hub cache add --revision R` or `--force`; in Python revision= or overwrite=True)")
 
 
 def _write_snapshot(init_dir: Path, storage: Path, shas: dict[str, str], commit: str, revision: str) -> Path:

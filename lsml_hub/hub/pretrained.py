@@ -1,7 +1,8 @@
 """timm's pretrained weights of an architecture, found in the local Hugging Face cache and never downloaded.
 
-Used where a run must not reach for the network in its middle: compare's pretrained baseline and
-meta-training that starts from ImageNet weights (``start_from: pretrained``).
+Used where a run must not reach for the network in its middle: ``timm:ARCH[.TAG]`` init strings
+(``create_model``, ``finetune``, ``compare``'s pretrained baseline) and meta-training that starts from
+ImageNet weights (``start_from: pretrained`` or ``timm:ARCH[.TAG]``).
 """
 
 from __future__ import annotations

@@ -140,7 +140,10 @@ _REGISTRY: dict[str, InitEntry] = {}
 
 
 def register_init(entry: InitEntry, *, overwrite: bool = False) -> InitEntry:
-    """Add ``entry`` to the registry so its name resolves everywhere (create_model, hubconf, CLI).
+    """Add ``entry`` to this process's registry: its name then works wherever an init string is taken.
+
+    The registry lives in the Python process (as timm's model registry does): a CLI command or torchrun
+    worker knows a name only if code that registers it ran there first; ``hf-hub:`` strings work anywhere.
 
     Raises:
         ConfigError: The name is taken and ``overwrite`` is false.

@@ -53,8 +53,9 @@ TIMM = "timm"
 ARCHITECTURE_KINDS = (SCRATCH, TIMM)
 
 #: Every form an init string can take, for error messages.
-VALID_FORMS = ("hf-hub:owner/name[@revision], local-dir:PATH, a folder path, a registered name "
-               "(`lsml-hub list`), scratch:ARCH (random weights) or timm:ARCH[.TAG] (timm's pretrained weights)")
+VALID_FORMS = ("hf-hub:owner/name[@revision], local-dir:PATH, a folder path, a name registered in this Python "
+               "process (lsml_hub.register_init), scratch:ARCH (random weights) or timm:ARCH[.TAG] "
+               "(timm's pretrained weights)")
 
 # Same rule as timm: a scheme has 2+ characters, so "C:\\..." stays a Windows path.
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-_]+):(.*)", re.DOTALL)
@@ -210,7 +211,7 @@ def _unknown_name_message(name: str) -> str:
     elif timm.is_model(arch):
         hint = f"for timm's {arch} use scratch:{arch} (random weights)"
     else:
-        hint = "`lsml-hub list` shows the available inits"
+        hint = "`lsml-hub list` shows the inits that load here, as hf-hub: strings"
     return f"unknown init {name!r}: not a registered name nor a folder; {hint}; valid: {VALID_FORMS}"
 
 

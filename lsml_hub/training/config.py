@@ -95,7 +95,8 @@ class MetaTrainConfig:
         check_model_kwargs(self.model_kwargs)
         require("start_from", self.start_from, self.start_from is None or (
             isinstance(self.start_from, str) and self.start_from.strip()),
-            "null (random weights), pretrained (timm's weights) or an init (hf-hub:..., local-dir:..., a folder)")
+            "null (random weights), pretrained (timm's weights) or an init string (hf-hub:..., local-dir:..., "
+            "a folder, scratch:ARCH, timm:ARCH[.TAG])")
         _refuse_duplicate_names(self.tasks)
         self.compute  # noqa: B018 - validates precision, channels_last and compile now
         gb = self.device_data_gb
