@@ -35,7 +35,7 @@ def meta_train(argv: list[str]) -> MetaTrainResult:
         run = MetaTrainer(config, ctx)
         algo, learners = run.algo, run.learners
         # 4. The loop.
-        with run.progress():  # the run folder's metrics and the progress bar
+        with run.open_run():  # run.json, config.yaml and metrics.jsonl (rank 0), and the progress bar
             while run.step < config.steps:
                 run.step += 1
                 for learner in learners:  # one inner step of every task

@@ -8,6 +8,7 @@ recipe (found on ``PYTHONPATH``). One reset in the run makes the expected init e
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +37,7 @@ import lsml_hub
 from lsml_hub.algorithms import ALGORITHMS, MetaAlgorithm, TaskSignals, build_algorithm, register_algorithm
 from lsml_hub.distributed import DistContext
 from lsml_hub.errors import ConfigError
-from lsml_hub.hub import load_init_config
+from lsml_hub.hub import load_init_config, publish_run
 from lsml_hub.training import MetaTrainConfig, MetaTrainer
 
 TESTS = Path(__file__).resolve().parent
@@ -198,9 +199,16 @@ def test_a_subclass_rule_names_itself_on_cards_not_its_parent():
         ALGORITHMS.pop("test_tuned_cts", None)
 
 
-def test_a_copied_loop_may_drop_the_progress_bar(tmp_path):
+def test_a_copied_loop_may_drop_the_progress_bar_and_still_leaves_a_run_to_publish(tmp_path, capsys):
     trainer = MetaTrainer(MetaTrainConfig.from_dict(config(tmp_path / "run", "test_sign_reptile")), DistContext())
-    while trainer.step < STEPS:
-        trainer.train_step()
-        trainer.report()  # logs, checks and checkpoints with no progress() around it
-    assert trainer.final_eval and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    with trainer.open_run(progress_bar=False):
+        while trainer.step < STEPS:
+            trainer.train_step()
+            trainer.report()
+    trainer.export()
+    assert "meta-train" not in capsys.readouterr().err  # no bar
+    run = tmp_path / "run"
+    assert {"run.json", "config.yaml", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == STEPS
+    published = publish_run(run)
+    assert load_init_config(f"local-dir:{published}").algorithm["name"] == "test_sign_reptile"

@@ -101,7 +101,7 @@ class MetaTrainer:
         self._sum = torch.empty_like(self.phi, dtype=torch.float64)
         self.final_eval: dict[str, EvalResult] = {}  # the last evaluation
         self._metrics: MetricsWriter | None = None
-        self._bar: tqdm | None = None  # progress() opens it around the loop
+        self._bar: tqdm | None = None  # open_run() opens it around the loop
         self._tick = (time.perf_counter(), 0)  # (time, step) of the last log line, for steps/s
         self._losses: dict[int, list[torch.Tensor]] = collections.defaultdict(list)  # per task, since last log
         self._unchecked: list[tuple[int, TaskLearner, torch.Tensor]] = []  # (step, task, loss) not yet checked
@@ -150,7 +150,7 @@ class MetaTrainer:
     # -- the loop (recipes/meta_train.py spells out the same steps) -------------------------------
     def run(self) -> MetaTrainResult:
         """Train until ``steps`` (logging, evaluating and checkpointing when due), then export the init."""
-        with self.progress():
+        with self.open_run():
             while self.step < self.cfg.steps:
                 self.train_step()
                 self.report()
@@ -196,11 +196,16 @@ class MetaTrainer:
         self._delta_norm = delta
 
     @contextlib.contextmanager
-    def progress(self) -> Iterator[None]:
-        """Open the run folder's metrics (rank 0) and the progress bar around the loop; close them after."""
+    def open_run(self, progress_bar: bool = True) -> Iterator[None]:
+        """Around the loop: open the run folder and (by default) the progress bar; close them after.
+
+        Rank 0 marks the folder as this run's (``run.json``), writes the resolved ``config.yaml`` and
+        opens ``metrics.jsonl`` (and TensorBoard), which :meth:`report` writes to and ``lsml-hub publish``
+        reads. A loop without it still trains and checkpoints, but leaves no run folder to publish.
+        """
         self._metrics = distributed.run_on_main(self.ctx, self._open_run_folder)  # None except on rank 0
         self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"meta-train {self.algo.name}",
-                         disable=not self.ctx.is_main, dynamic_ncols=True)
+                         disable=not (self.ctx.is_main and progress_bar), dynamic_ncols=True)
         self._tick = (time.perf_counter(), self.step)
         try:
             with logging_redirect_tqdm():  # log lines print above the bar, not onto its line
