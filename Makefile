@@ -31,7 +31,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check lsml_hub recipes tests benchmarks hubconf.py
+	$(BIN)/ruff check lsml_hub recipes tests benchmarks hubconf.py conftest.py
 
 ## Every benchmark; each prints its ratio last and writes benchmarks/results/*.json.
 bench: $(STAMP)

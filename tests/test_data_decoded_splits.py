@@ -102,11 +102,16 @@ def test_entry_is_a_plain_safetensors_file_with_its_key(saved, cache_dir):
     assert key.fingerprint == task.eval._fingerprint and key.version == decoded_splits.DECODE_VERSION
 
 
+def write_entry(path, key, data):
+    """Write ``data`` as the entry of ``key``, through the cache's own writer."""
+    decoded_splits.decode_into_entry(path, key, data.labels, lambda out: out.copy_(data.images))
+
+
 def test_int64_labels_are_stored_8_byte_aligned_for_any_size(tmp_path):
     # 1 image of 3x3x3 bytes: had the images come first, the labels would start at an odd offset.
     data = ImageTensors(images=torch.zeros((1, 3, 3, 3), dtype=torch.uint8), labels=torch.tensor([7]))
     path = tmp_path / "entry.safetensors"
-    decoded_splits.write_entry(path, decoded_splits.CacheKey("f" * 16, 3, decoded_splits.DECODE_VERSION), data)
+    write_entry(path, decoded_splits.CacheKey("f" * 16, 3, decoded_splits.DECODE_VERSION), data)
     raw = path.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + header_len])
@@ -196,7 +201,7 @@ def test_entry_with_other_content_under_the_key_is_not_used(saved, decodes, capl
     key = decoded_splits.cache_key(task.train, task.image_size)
     wrong = to_tensors(task.train, task.image_size)
     wrong.labels = wrong.labels.flip(0)  # same shapes and metadata, other rows
-    decoded_splits.write_entry(decoded_splits.entry_path(key), key, wrong)
+    write_entry(decoded_splits.entry_path(key), key, wrong)
 
     _assert_same(expected, load_task(saved).tensors("train"))
     assert decodes == [24, 24]
@@ -246,7 +251,7 @@ def test_a_writer_replacing_the_entry_leaves_tensors_already_read_intact(saved, 
     read = task.tensors("train")  # memory-mapped from the entry
     key = decoded_splits.cache_key(task.train, task.image_size)
     zeros = ImageTensors(images=torch.zeros_like(read.images), labels=read.labels.clone())
-    decoded_splits.write_entry(decoded_splits.entry_path(key), key, zeros)  # as another rank finishing later
+    write_entry(decoded_splits.entry_path(key), key, zeros)  # as another rank finishing later
     _assert_same(expected, read)
 
 

@@ -25,7 +25,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
 
 import datasets
 import torch
@@ -189,24 +188,6 @@ def read_entry(path: Path, key: CacheKey, labels: torch.Tensor) -> ImageTensors:
     if data.labels.dtype != torch.int64 or not torch.equal(data.labels, labels):
         raise CorruptEntryError("labels differ from the dataset's")
     return data
-
-
-def write_entry(path: Path, key: CacheKey, data: ImageTensors) -> None:
-    """Write ``data`` to ``path`` atomically as a safetensors file with ``key``'s metadata."""
-    # int64 labels first: right after the 8-byte-padded header they are 8-byte aligned for any N and S.
-    tensors = {"labels": data.labels, "images": data.images}
-    with atomic_write(path, "wb") as f:
-        _stream_safetensors(f, tensors, key.metadata(len(data)))
-
-
-def _stream_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    # safetensors.torch.save builds the whole file in memory (twice the split at peak) and save_file
-    # needs a path, not atomic_write's file; the format is simple enough to stream: an 8-byte header
-    # length, a JSON header padded to 8 bytes, then each tensor's raw bytes in order (native order,
-    # little-endian on every platform torch supports, as safetensors requires).
-    f.write(_safetensors_header({name: (t.dtype, tuple(t.shape)) for name, t in tensors.items()}, metadata))
-    for tensor in tensors.values():
-        f.write(_raw_bytes(tensor))
 
 
 def _safetensors_header(tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]], metadata: dict[str, str]) -> bytes:

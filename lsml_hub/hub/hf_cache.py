@@ -221,9 +221,8 @@ def _write_snapshot(init_dir: Path, storage: Path, shas: dict[str, str], commit:
             with open(init_dir / name, "rb") as src, atomic_write(blob, "wb") as dst:
                 shutil.copyfileobj(src, dst)
         _link(snapshot / name, blob)
-    if commit != revision:
-        with atomic_write(storage / "refs" / revision, "w") as f:
-            f.write(commit)  # no newline: huggingface_hub reads the file verbatim
+    with atomic_write(storage / "refs" / revision, "w") as f:  # a branch or tag: commit ids are refused
+        f.write(commit)  # no newline: huggingface_hub reads the file verbatim
     return snapshot
 
 

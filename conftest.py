@@ -1,10 +1,12 @@
-"""Set-up for the docstring examples, which pytest runs with ``--doctest-modules`` (see pyproject.toml).
+"""Set-up for the docstring examples under ``lsml_hub/``, which pytest runs with ``--doctest-modules``.
+
+It lives at the repository root, not in the package, so that the wheel ships no test code. Its fixtures
+act on the examples only (items collected from ``lsml_hub/``); ``tests/`` has its own conftest.
 
 Every example runs offline (``HF_HUB_OFFLINE``), in a fresh temporary working directory, with lsml-hub's
 cache, the Hugging Face cache and the ``datasets`` cache under one temporary folder per session, and
 ``tempfile.mkdtemp()`` inside the example's own temporary folder: an example reads nothing from, and
-writes nothing into, the repository or the user's caches. The fixture is autouse here, so it applies
-to the examples under ``lsml_hub/`` only, not to ``tests/``.
+writes nothing into, the repository or the user's caches.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ def _doctest_caches(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("doctest_caches")
 
 
+def _is_example(request: pytest.FixtureRequest) -> bool:
+    return request.node.nodeid.startswith("lsml_hub/")
+
+
 @pytest.fixture(autouse=True)
-def _doctest_isolation(_doctest_caches: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _doctest_isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _is_example(request):
+        return
+    _doctest_caches = request.getfixturevalue("_doctest_caches")
+    tmp_path = request.getfixturevalue("tmp_path")
     hf_cache = _doctest_caches / "hf_hub"
     hf_cache.mkdir(exist_ok=True)
     monkeypatch.setenv("LSML_HUB_CACHE", str(_doctest_caches / "lsml_hub"))
@@ -47,15 +57,20 @@ def _doctest_isolation(_doctest_caches: Path, tmp_path: Path, monkeypatch: pytes
 
 
 @pytest.fixture(autouse=True)
-def _doctest_init_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def _doctest_init_registry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _is_example(request):
+        return
     from lsml_hub.hub import registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
 
 @pytest.fixture(autouse=True)
-def _doctest_algorithm_registry() -> Iterator[None]:
+def _doctest_algorithm_registry(request: pytest.FixtureRequest) -> Iterator[None]:
     # The same for meta-learning rules (register_algorithm); the dict is shared by name, so restored in place.
+    if not _is_example(request):
+        yield
+        return
     from lsml_hub.algorithms import registry
 
     saved = dict(registry.ALGORITHMS), dict(registry._PLUGINS)
