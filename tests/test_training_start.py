@@ -102,6 +102,17 @@ def test_start_from_is_part_of_a_runs_identity(tmp_path):
         lsml_hub.meta_train(small_config(tmp_path / "first", steps=2, start_from=str(first.init_dir)))
 
 
+@pytest.mark.parametrize("first, then", [(None, "scratch:test_resnet"), ("pretrained", "timm:test_resnet"),
+                                         ("timm:test_resnet.r160_in1k", "pretrained")])
+def test_a_run_resumes_under_another_spelling_of_its_start(tmp_path, cached_imagenet_weights, first, then):
+    whole = lsml_hub.meta_train(small_config(tmp_path / "whole", steps=2, start_from=first))
+    lsml_hub.meta_train(small_config(tmp_path / "split", steps=1, checkpoint_every=1, start_from=first))
+    resumed = lsml_hub.meta_train(small_config(tmp_path / "split", steps=2, checkpoint_every=1, start_from=then))
+    assert resumed.steps == 2
+    assert all(torch.equal(a, b) for a, b in zip(init_tensors(resumed.init_dir).values(),
+                                                 init_tensors(whole.init_dir).values()))
+
+
 def test_timm_and_scratch_init_strings_start_as_pretrained_and_null_do(tmp_path, cached_imagenet_weights):
     from lsml_hub.training.start import start_model
 

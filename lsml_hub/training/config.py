@@ -19,6 +19,7 @@ from lsml_hub.algorithms import build_algorithm
 from lsml_hub.compute import ComputeConfig
 from lsml_hub.data import TaskSpec
 from lsml_hub.errors import ConfigError, first_line
+from lsml_hub.training.start import canonical_start
 
 INNER_OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
@@ -141,11 +142,13 @@ RESUMABLE_KEYS = ("steps", "output_dir", "eval_every", "eval_batches", "checkpoi
 def identity(config: MetaTrainConfig) -> dict[str, Any]:
     """The part of the config a checkpoint must agree with to be resumed.
 
-    The algorithm enters with its defaults filled in, so equivalent spellings (Reptile with or without
-    ``aggregate_period``) resume each other.
+    The algorithm enters with its defaults filled in, and ``start_from`` in one spelling
+    (:func:`~lsml_hub.training.start.canonical_start`), so equivalent spellings (Reptile with or
+    without ``aggregate_period``, ``null`` and ``scratch:ARCH``) resume each other.
     """
     out = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_KEYS}
     out["algorithm"] = build_algorithm(config.algorithm).hyperparameters()
+    out["start_from"] = canonical_start(config.model, config.start_from)
     return out
 
 

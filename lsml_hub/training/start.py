@@ -70,6 +70,32 @@ def start_model(arch: str, model_kwargs: Mapping[str, Any], start_from: str | No
     return _from_init(arch, model_kwargs, start_from)
 
 
+def canonical_start(arch: str, start_from: str | None) -> str | None:
+    """``start_from`` with spellings of one start made one, so a run resumes under any of them.
+
+    ``scratch:ARCH`` of the run's model is ``None``; ``timm:ARCH`` and ``timm:ARCH.TAG`` with timm's
+    default tag are ``"pretrained"``. Anything else, bad values included, is returned as it is.
+
+    Example:
+        >>> canonical_start("test_resnet", "scratch:test_resnet"), canonical_start("resnet18", "timm:resnet18.a1_in1k")
+        (None, 'pretrained')
+        >>> canonical_start("resnet18", "timm:resnet18.tv_in1k")  # another tag: another start
+        'timm:resnet18.tv_in1k'
+    """
+    if not isinstance(start_from, str) or start_from.partition(":")[0].lower() not in ("scratch", "timm"):
+        return start_from
+    from lsml_hub.errors import LsmlHubError
+    from lsml_hub.hub.resolve import SCRATCH, parse_init
+
+    try:
+        ref = parse_init(start_from)
+        if ref.architecture != arch:
+            return start_from
+        return None if ref.kind == SCRATCH else PRETRAINED if ref == parse_init(f"timm:{arch}") else start_from
+    except LsmlHubError:  # start_model refuses it with its own message, before any data
+        return start_from
+
+
 def _pretrained(arch: str, model_kwargs: Mapping[str, Any], weights_name: str, purpose: str) -> Start:
     from lsml_hub.hub.pretrained import require_cached_pretrained
 
