@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from _training_helpers import TINY_YAML, small_config
 
+import lsml_hub
 from lsml_hub.cli import main
 from lsml_hub.distributed import DistContext
 from lsml_hub.errors import ConfigError
@@ -167,6 +168,16 @@ def test_missing_or_malformed_config_file(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("config, overrides, message", [
+    (TINY_YAML, "steps=3", r"overrides must be a list of key=value strings, e.g. \['steps=100'\], got 'steps=3'"),
+    (TINY_YAML, [3], r"overrides must be a list of key=value strings, e.g. \['steps=100'\], got \[3\]"),
+    (123, (), "config must be a MetaTrainConfig, a mapping or a YAML path, got int"),
+])
+def test_the_python_api_names_a_wrongly_typed_argument(config, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        lsml_hub.meta_train(config, overrides)
 
 
 def test_cli_refuses_an_unknown_key_in_one_line_and_writes_nothing(capsys, tmp_path):

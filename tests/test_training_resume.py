@@ -84,6 +84,18 @@ def test_stopping_halfway_and_resuming_gives_the_same_init(reference, tmp_path):
     assert all(losses == expected[s] for s, losses in task_losses(out)[: STEPS // 2])
 
 
+@pytest.mark.slow  # two runs of 10 steps
+def test_a_runs_own_config_yaml_resumes_it_from_any_folder(reference, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lsml_hub.meta_train(config(Path("runs/r")), [f"steps={STEPS // 2}"])  # output_dir relative, as users write it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["meta-train", str(tmp_path / "runs" / "r" / "config.yaml"), f"steps={STEPS}"]) == 0
+    assert_same_tensors(init_tensors(tmp_path / "runs" / "r" / "init"), init_tensors(reference / "init"))
+    assert list(elsewhere.iterdir()) == []  # no new run started here
+
+
 @pytest.mark.slow  # a fresh interpreter imports torch and timm before it can be killed
 def test_sigkill_and_resume_gives_the_same_init(reference, tmp_path_factory, tmp_path):
     out = tmp_path / "run"

@@ -19,6 +19,7 @@ from lsml_hub.algorithms import build_algorithm
 from lsml_hub.compute import ComputeConfig
 from lsml_hub.data import TaskSpec
 from lsml_hub.errors import ConfigError, first_line
+from lsml_hub.run_layout import RUN_CONFIG_FILE, RUN_MARKER
 from lsml_hub.training.start import canonical_start
 
 INNER_OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -227,6 +228,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
         >>> apply_overrides({"algorithm": {"name": "cts"}}, ["algorithm.meta_lr=0.1", "steps=5"])
         {'algorithm': {'name': 'cts', 'meta_lr': 0.1}, 'steps': 5}
     """
+    if isinstance(overrides, str) or not all(isinstance(item, str) for item in overrides):
+        raise ConfigError(f"overrides must be a list of key=value strings, e.g. ['steps=100'], got {overrides!r}")
     values = copy.deepcopy(dict(values))  # the caller's mapping (and the mappings inside it) stay as they were
     _expand_algorithm_name(values)
     for item in overrides:
@@ -256,7 +259,11 @@ def _expand_algorithm_name(values: dict[str, Any]) -> None:
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> MetaTrainConfig:
-    """Read a YAML config (or start empty when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or start empty when ``path`` is None) and apply overrides.
+
+    A run's own ``config.yaml`` (beside its ``run.json``) trains that run: its ``output_dir`` becomes the
+    folder it lies in, from wherever it is read, unless an override sets another.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -268,6 +275,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> MetaT
             raise ConfigError(f"{path}: not valid YAML: {first_line(err)}") from err
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of config keys")
+        if path.name == RUN_CONFIG_FILE and (path.parent / RUN_MARKER).is_file():
+            values["output_dir"] = str(path.parent)  # as written it is relative to where the run started
     try:
         return MetaTrainConfig.from_dict(apply_overrides(values, overrides))
     except TypeError as err:

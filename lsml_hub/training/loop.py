@@ -411,8 +411,11 @@ def meta_train(config: MetaTrainConfig | dict | str | Path, overrides: tuple[str
         config = load_config(config, overrides)
     elif isinstance(config, dict):
         config = MetaTrainConfig.from_dict(apply_overrides(dict(config), overrides))
-    elif overrides:
-        config = MetaTrainConfig.from_dict(apply_overrides(config.to_dict(), overrides))
+    elif isinstance(config, MetaTrainConfig):
+        if overrides:
+            config = MetaTrainConfig.from_dict(apply_overrides(config.to_dict(), overrides))
+    else:
+        raise ConfigError(f"config must be a MetaTrainConfig, a mapping or a YAML path, got {type(config).__name__}")
     ctx = distributed.setup(config.device)
     try:
         return MetaTrainer(config, ctx).run()
