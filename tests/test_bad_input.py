@@ -159,6 +159,8 @@ CASES: dict[str, Case] = {
                                 "algorithm.cg_steps must be a positive integer, got 0", config()),
     "imaml_held_out_batches_negative": Case((*MT, "algorithm=imaml", "algorithm.held_out_batches=-1"),
                                             "algorithm.held_out_batches must be a positive integer", config()),
+    "reptile_reset_period_zero": Case((*MT, "algorithm=reptile", "algorithm.reset_period=0"),
+                                      "algorithm.reset_period must be a positive integer, got 0", config()),
     "imaml_proximal_not_bool": Case((*MT, "algorithm=imaml", "algorithm.proximal=maybe"),
                                     "algorithm.proximal must be true or false, got 'maybe'", config()),
     "leap_meta_step_between_resets": Case((*MT, "algorithm=leap", "algorithm.reset_period=4",

@@ -217,6 +217,17 @@ def test_init_names_must_be_unique_and_present(target):
         compare(["scratch:test_resnet", "scratch:test_resnet"], target, **TINY)
     with pytest.raises(ConfigError, match=r"needs at least one init"):
         compare([], target, **TINY)
+    with pytest.raises(ConfigError, match=r"init name 'scratch' is the scratch baseline's row; name the init "
+                                          r"otherwise, e.g. scratch_init"):
+        compare({"scratch": "scratch:test_resnet"}, target, **TINY)
+    with pytest.raises(ConfigError, match=r"an init name is empty \(for 'scratch:test_resnet'\)"):
+        compare({" ": "scratch:test_resnet"}, target, **TINY)
+
+
+def test_cli_compare_refuses_a_baselines_name_for_an_init(init_dir, capsys):
+    assert main(["compare", "--init", f"pretrained={init_dir}", "--data", TARGET, "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == ("lsml-hub compare: error: init name 'pretrained' is the pretrained "
+                                               "baseline's row; name the init otherwise, e.g. pretrained_init")
 
 
 def test_cli_compare_prints_the_table_and_writes_files(tmp_path, init_dir, capsys):

@@ -13,7 +13,7 @@ import timm
 import torch
 
 import lsml_hub
-from lsml_hub.errors import InitError, IntegrityError
+from lsml_hub.errors import ConfigError, InitError, IntegrityError
 from lsml_hub.hub import InitEntry, add_to_hub_cache, load_init_config, sha256_file
 from lsml_hub.hub import registry as registry_module
 from lsml_hub.hub import resolve as resolve_module
@@ -258,6 +258,12 @@ def test_an_unreadable_config_json_is_one_line(hub_make_init, content, message):
     with pytest.raises(InitError, match=message) as err:
         lsml_hub.create_model(folder)
     assert_one_line(err)
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_pretrained_must_be_a_bool_not_a_truthy_string(hub_make_init, value):
+    with pytest.raises(ConfigError, match=f"pretrained must be True or False, got {value!r}"):
+        lsml_hub.create_model(hub_make_init(), pretrained=value)
 
 
 def test_missing_folder_is_named(tmp_path):

@@ -98,6 +98,8 @@ class MetaAlgorithm(ABC):
     hard_reset: bool = False
 
     def __post_init__(self) -> None:
+        if not is_int(self.reset_period) or self.reset_period <= 0:  # first: P may be filled in from it
+            raise ConfigError(f"algorithm.reset_period must be a positive integer, got {self.reset_period!r}")
         if self.updates_at_reset:
             if self.aggregate_period not in (None, self.reset_period):
                 raise ConfigError(

@@ -94,8 +94,8 @@ def create_model(
             ``cache_dir`` selects the Hugging Face cache.
 
     Raises:
-        ConfigError: ``num_classes`` is not an integer >= 0, or ``scratch:``/``timm:`` names a model
-            timm does not know.
+        ConfigError: ``num_classes`` is not an integer >= 0, ``pretrained`` not a bool, or
+            ``scratch:``/``timm:`` names a model timm does not know.
         InitError: The string is malformed, or the init cannot be found, fetched or does not fit its
             architecture, or ``timm:`` weights are not in the Hugging Face cache.
         IntegrityError: ``model.safetensors`` does not match its recorded sha256.
@@ -111,6 +111,8 @@ def create_model(
         ('local-dir', 10)
     """
     check_num_classes(num_classes)
+    if not isinstance(pretrained, bool):
+        raise ConfigError(f"pretrained must be True or False, got {pretrained!r}")
     cache_dir = timm_kwargs.pop("cache_dir", None)
     ref = parse_init(init)
     if ref.kind == SCRATCH:

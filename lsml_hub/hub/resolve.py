@@ -174,7 +174,9 @@ def _parse_architecture(init: str, kind: str, name: str) -> InitRef:
     """``scratch:ARCH`` or ``timm:ARCH[.TAG]``: the model must be timm's, a ``timm`` one with Hub weights."""
     if "@" in name:
         raise InitError(f"{init!r} takes no revision; use {kind}:ARCH" + ("[.TAG]" if kind == TIMM else ""))
-    arch, _, tag = name.partition(".")
+    arch, dot, tag = name.partition(".")
+    if dot and not tag:
+        raise InitError(f"{init!r} has an empty tag after '.'; use {kind}:{arch}, or {kind}:{arch}.TAG")
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; close names: {', '.join(close)}" if close else "; timm.list_models() lists them"

@@ -271,7 +271,7 @@ def named_inits(inits: Inits) -> list[_Entry]:
     """Name each init: its mapping key, else the init string, else the model's architecture.
 
     Raises:
-        ConfigError: No init, or two inits with one name.
+        ConfigError: No init, two inits with one name, an empty name, or a baseline's name.
     """
     if isinstance(inits, (str, os.PathLike, nn.Module)):
         inits = [inits]
@@ -282,6 +282,11 @@ def named_inits(inits: Inits) -> list[_Entry]:
     for name, init in pairs:
         source = _source_name(init)
         name = str(name) if name is not None else source
+        if not name.strip():
+            raise ConfigError(f"an init name is empty (for {source!r}); give each init a name")
+        if name in BASELINES:
+            raise ConfigError(f"init name {name!r} is the {name} baseline's row; name the init otherwise, "
+                              f"e.g. {name}_init")
         if name in seen:
             raise ConfigError(f"init name {name!r} appears twice; pass a mapping {{name: init}} to name them")
         seen.add(name)
