@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 from huggingface_hub import ModelCard
 
 import lsml_hub
 from lsml_hub import algorithms
 from lsml_hub.algorithms import ALGORITHMS
-from lsml_hub.errors import InitError, IntegrityError
+from lsml_hub.errors import ConfigError, InitError, IntegrityError
 from lsml_hub.hub import PublishError, publish_run, verify_init
+from lsml_hub.hub.config import read_config
 
 RUN_CONFIG = {
     "model": {"name": "resnet20_cifar"},
@@ -167,6 +169,20 @@ def test_publish_keeps_a_previous_good_output_when_it_fails(hub_run_dir):
     with pytest.raises(PublishError):
         publish_run(hub_run_dir)
     assert (first / "README.md").read_text() == before
+
+
+def test_a_run_continued_after_publishing_publishes_again_to_its_own_folder(hub_run_dir, tmp_path):
+    first = publish_run(hub_run_dir)
+    elsewhere = publish_run(hub_run_dir, tmp_path / "elsewhere")
+    # `meta-train RUN/config.yaml steps=...` continued the run: its init is another one now.
+    model = lsml_hub.create_model(hub_run_dir / "init")
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    lsml_hub.save_init(hub_run_dir / "init", model, lsml=read_config(hub_run_dir / "init").lsml)
+    new_sha = verify_init(hub_run_dir / "init").sha256
+    assert publish_run(hub_run_dir) == first and verify_init(first).sha256 == new_sha
+    with pytest.raises(ConfigError, match="holds another init"):  # a folder of the user's choosing is not replaced
+        publish_run(hub_run_dir, elsewhere)
 
 
 @pytest.mark.parametrize("target", ["run", "init"])

@@ -48,6 +48,8 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         run_dir: A run folder (``init/``, ``metrics.jsonl``, ``config.yaml``).
         out_dir: Where to write: a new or empty folder, or an earlier publish of the same init (its card
             is refreshed); never the run folder, its ``init/``, another init or a folder of other files.
+            The default ``run_dir/publish`` is the run's own: a publish from before the run was continued
+            is replaced.
         repo_id: Hub id the init will be pushed to, named in the card's usage snippets.
 
     Returns:
@@ -188,9 +190,14 @@ def _check_out_dir(out: Path, run_dir: Path, init_dir: Path, sha256: str) -> Non
         if problem is not None:
             return problem
         other = read_config(folder).sha256
-        if other != sha256:
-            return (f"holds another init (sha256 {other[:12]}..., this run's is {sha256[:12]}...); "
-                    "choose a new or empty folder")
-        return None
+        if other == sha256:
+            return None
+        if resolved == (run_dir / PUBLISH_SUBDIR).resolve():
+            # The run's own publish folder, from before the run was continued to more steps: it is stale.
+            logger.info("replacing %s, published from this run before it was continued (sha256 %s...)",
+                        folder, other[:12])
+            return None
+        return (f"holds another init (sha256 {other[:12]}..., this run's is {sha256[:12]}...); "
+                "choose a new or empty folder")
 
     PUBLISH_FOLDER.check(out, belongs=same_init)
