@@ -15,6 +15,7 @@ import torch
 import yaml
 from _hub_fakes import FakeHub
 from huggingface_hub import CommitInfo, HfApi, RepoUrl, constants
+from huggingface_hub.hf_api import GitRefs
 
 import lsml_hub
 from lsml_hub._hub_client import http_client_module
@@ -161,6 +162,8 @@ def test_publish_then_push(hub_run_dir, monkeypatch, capsys, tmp_path):
                           commit_description="", oid="a" * 40)
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(HfApi, "list_repo_refs", lambda self, repo_id, **kw: GitRefs([], [], []))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the Hub is faked above
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     assert main(["push", str(tmp_path / "out"), "owner/name", "--tag", "v1", "--commit-message", "hello"]) == 0
     assert sent["repo_id"] == "owner/name" and sent["commit_message"] == "hello" and sent["tag"] == "v1"
@@ -198,7 +201,8 @@ def test_publish_says_what_is_wrong_with_the_run_folder(tmp_path, capsys, case, 
     assert not (run / "publish").exists()
 
 
-def test_push_without_token_is_a_one_line_error(hub_make_init, hub_no_token, capsys):
+def test_push_without_token_is_a_one_line_error(hub_make_init, hub_no_token, capsys, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     assert main(["push", str(hub_make_init()), "owner/name"]) == 2
     err = capsys.readouterr().err.strip()
     # Only what works from the command line: there is no --token flag to pass.

@@ -8,9 +8,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from huggingface_hub import CommitInfo, HfApi, RepoUrl
+from huggingface_hub import CommitInfo, HfApi, RepoUrl, constants
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.hf_api import GitRefInfo, GitRefs
 from huggingface_hub.utils import filter_repo_objects
 
 import lsml_hub
@@ -36,7 +37,9 @@ class RecordingHub:
         self.calls: list[tuple[str, dict]] = []
         self.fail_on: str | None = None
         self.error: Exception | None = None  # raised by fail_on; default a 403 from the Hub
-        for name in ("create_repo", "create_branch", "upload_folder", "create_tag"):
+        self.tags: list[str] = []  # the repo's existing tags
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online, to a Hub faked here
+        for name in ("create_repo", "list_repo_refs", "create_branch", "upload_folder", "create_tag"):
             monkeypatch.setattr(HfApi, name, self._recorder(name))
 
     def _recorder(self, name: str):
@@ -55,6 +58,8 @@ class RecordingHub:
             hub.calls.append((name, kwargs))
             if name == "create_repo":
                 return RepoUrl(f"https://huggingface.co/{kwargs['repo_id']}")
+            if name == "list_repo_refs":
+                return GitRefs(branches=[], converts=[], tags=[GitRefInfo(t, f"refs/tags/{t}", OID) for t in hub.tags])
             if name == "upload_folder":
                 return CommitInfo(commit_url=f"https://huggingface.co/{kwargs['repo_id']}/commit/{OID}",
                                   commit_message=kwargs["commit_message"], commit_description="", oid=OID)
@@ -81,7 +86,7 @@ def test_push_sends_exactly_the_init_files_with_revision_and_tag(hub_make_init, 
     result = lsml_hub.push_to_hub(folder, "owner/name", private=True, revision="dev", tag="v1",
                                   commit_message="first init", token=TOKEN)
 
-    assert hub_fake.names() == ["create_repo", "create_branch", "upload_folder", "create_tag"]
+    assert hub_fake.names() == ["create_repo", "list_repo_refs", "create_branch", "upload_folder", "create_tag"]
     repo = hub_fake.call("create_repo")
     assert repo["repo_id"] == "owner/name" and repo["private"] is True and repo["exist_ok"] is True
     assert repo["library_name"] == "lsml-hub" and repo["library_version"] == lsml_hub.__version__
@@ -163,6 +168,26 @@ def test_offline_mode_is_one_line_saying_to_unset_hf_hub_offline(hub_make_init, 
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("tag", ["", "bad tag", "v1/", "../x", ".v1"])
+def test_a_bad_tag_is_refused_before_the_token_or_the_network(hub_make_init, hub_fake, hub_no_token, tag):
+    with pytest.raises(PushError, match=f"bad tag {tag!r}: use letters, digits"):
+        lsml_hub.push_to_hub(hub_make_init(), "owner/name", tag=tag)
+    assert hub_fake.calls == []
+
+
+def test_a_tag_the_repo_has_is_refused_before_anything_is_uploaded(hub_make_init, hub_fake):
+    hub_fake.tags = ["v1"]
+    with pytest.raises(PushError, match=r"owner/name already has a tag 'v1'; choose another tag \(nothing was "
+                                        r"uploaded\)"):
+        lsml_hub.push_to_hub(hub_make_init(), "owner/name", tag="v1", token=TOKEN)
+    assert hub_fake.names() == ["create_repo", "list_repo_refs"]
+
+
+def test_offline_mode_is_named_before_a_missing_token(hub_make_init, hub_offline_cache, hub_no_token):
+    with pytest.raises(PushError, match=r"cannot push to 'owner/name': huggingface_hub is in offline mode"):
+        lsml_hub.push_to_hub(hub_make_init(), "owner/name")
+
+
 def test_real_offline_mode_is_refused_before_any_connection(hub_make_init, hub_offline_cache, monkeypatch):
     # No fake: huggingface_hub's own request hook refuses the first request (create_repo) offline.
     def no_connection(*args, **kwargs):
@@ -184,7 +209,7 @@ def test_real_offline_mode_is_refused_before_any_connection(hub_make_init, hub_o
     ],
     ids=["connect-error", "timeout", "connection-error", "os-error"],
 )
-@pytest.mark.parametrize("method", ["create_repo", "create_branch", "upload_folder", "create_tag"])
+@pytest.mark.parametrize("method", ["create_repo", "list_repo_refs", "create_branch", "upload_folder", "create_tag"])
 def test_an_unreachable_hub_is_one_line_saying_to_check_the_network(hub_make_init, hub_fake, method, error):
     hub_fake.fail_on = method
     hub_fake.error = error

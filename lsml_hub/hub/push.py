@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,9 @@ def push_to_hub(
 
     Raises:
         InitError: The folder is not a valid init (missing file, sha256 mismatch).
-        PushError: No token, a malformed repo id, offline mode (``HF_HUB_OFFLINE``), the Hub cannot
-            be reached, or the Hub refused a request.
+        PushError: A malformed repo id or tag, offline mode (``HF_HUB_OFFLINE``), no token, a tag the
+            repo has already, the Hub cannot be reached, or the Hub refused a request (checked in
+            this order; all before any upload but the last two).
 
     Example:
         >>> # needs the Hugging Face Hub and a token
@@ -90,6 +92,11 @@ def push_to_hub(
     problem = repo_id_problem(repo_id, owner_required=False)
     if problem:
         raise PushError(problem)
+    if tag is not None and not _TAG.fullmatch(tag):
+        raise PushError(f"bad tag {tag!r}: use letters, digits, '.', '_', '-' or '/', e.g. v1")
+    if huggingface_hub.constants.is_offline_mode():
+        raise PushError(f"cannot push to {repo_id!r}: huggingface_hub is in offline mode (HF_HUB_OFFLINE is "
+                        "set); unset HF_HUB_OFFLINE and retry")
     token = token or huggingface_hub.get_token()
     if not token:
         # Worded for both callers: the CLI has no --token flag (tokens stay out of shell history).
@@ -110,9 +117,16 @@ def push_to_hub(
                         "check the network connection (and HF_ENDPOINT or proxy settings) and retry") from None
 
 
+# A git tag name the Hub takes: no spaces or '..', not starting or ending with '/' or '.'.
+_TAG = re.compile(r"(?!.*\.\.)[A-Za-z0-9_][\w.\-/]*(?<![/.])")
+
+
 def _upload(api: huggingface_hub.HfApi, init_dir: Path, repo_id: str, private: bool, revision: str | None,
             message: str, tag: str | None) -> PushResult:
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if tag and tag in {ref.name for ref in api.list_repo_refs(repo_id).tags}:
+        # Tags are made after the upload: refuse a taken one before anything is committed.
+        raise PushError(f"{repo_id} already has a tag {tag!r}; choose another tag (nothing was uploaded)")
     if revision and not revision.startswith("refs/"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     commit = api.upload_folder(
