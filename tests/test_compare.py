@@ -236,10 +236,19 @@ def test_cli_compare_prints_the_table_and_writes_files(tmp_path, init_dir, capsy
                "--eval-every", "2", "--no-progress", "--out", str(tmp_path)])
 
     assert rc == 0
-    stdout = capsys.readouterr().out
-    assert "name" in stdout and "\nmeta " in stdout and "\nscratch:test_resnet " in stdout
-    assert f"wrote csv: {tmp_path / 'comparison.csv'}" in stdout
+    captured = capsys.readouterr()
+    stdout = captured.out
+    assert stdout.splitlines()[1].split()[:3] == ["name", "kind", "final"]  # the table, and only the table
+    assert "\nmeta " in stdout and "\nscratch:test_resnet " in stdout and "wrote" not in stdout
+
     assert {p.name for p in tmp_path.iterdir()} == {"comparison.csv", "comparison.json", "curves.png"}
+
+
+def test_an_init_compared_over_several_seeds_is_logged_as_loaded_once(init_dir, target, caplog):
+    with caplog.at_level(logging.INFO, logger="lsml_hub"):
+        compare({"meta": str(init_dir)}, target, seeds=(0, 1, 2), baselines=(), **TINY)
+    assert sum(m.startswith("loaded init") for m in caplog.messages) == 1
+    assert logging.getLogger("lsml_hub.hub.load").level == logging.NOTSET  # the quiet seeds left it as it was
 
 
 def test_cli_compare_bad_baseline_is_one_line_and_exit_2(init_dir, capsys):

@@ -95,9 +95,7 @@ def run_finetune(args: argparse.Namespace) -> int:
           f"{result.inputs.image_size} px")
     print(f"final accuracy {100 * final.accuracy:.2f}% (eval loss {final.loss:.4f}) at step {final.step}")
     print(f"best accuracy  {100 * best.accuracy:.2f}% (eval loss {best.loss:.4f}) at step {best.step}")
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
+    return 0  # finetune() logged what it wrote to --out
 
 
 def parse_named_inits(values: list[str]) -> list[str] | dict[str, str]:
@@ -127,7 +125,5 @@ def run_compare(args: argparse.Namespace) -> int:
         parse_named_inits(args.inits), args.data, seeds=args.seeds, baselines=args.baselines, out_dir=args.out,
         record=args.record, progress=args.progress, **_finetune_kwargs(args),
     )
-    print(comparison.table())
-    for kind, path in comparison.files.items():
-        print(f"wrote {kind}: {path}")
+    print(comparison.table())  # compare() logged what it wrote to --out
     return 0

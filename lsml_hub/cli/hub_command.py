@@ -126,11 +126,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_publish(args: argparse.Namespace) -> int:
     from lsml_hub.hub import publish_run
-    from lsml_hub.hub.config import read_config
 
-    out = publish_run(args.run_dir, args.out_dir, repo_id=args.repo_id)
-    config = read_config(out)  # publish_run verified the files before they replaced anything
-    print(f"published {config.architecture} init ({config.algorithm_name}) to {out}")
+    out = publish_run(args.run_dir, args.out_dir, repo_id=args.repo_id)  # logs what it published, and where
     print(f"next: lsml-hub push {out} {args.repo_id or 'OWNER/NAME'}")
     return 0
 

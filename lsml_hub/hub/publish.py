@@ -83,7 +83,7 @@ def publish_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         atomic_write_json(tmp / CONFIG_FILE, config.to_dict())
         build_model_card(config, repo_id=repo_id, report=report).save(tmp / CARD_FILE)
         verify_init(tmp)  # what gets pushed is the copy: check it before it replaces anything
-    logger.info("published %s to %s", run_dir, out)
+    logger.info("published %s's %s init (%s) to %s", run_dir, config.architecture, config.algorithm_name, out)
     return out
 
 

@@ -12,11 +12,12 @@ in the package namespace.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,13 +335,26 @@ def _run_row(entry: _Entry, target: Target, config: FinetuneConfig, seeds: list[
     for seed in seeds:
         bar.describe(f"{entry.name} seed {seed}")
         torch.manual_seed(seed)  # random weights of a scratch baseline
-        model = entry.make(target.task.num_classes)
-        result = run_finetune(model, target, dataclasses.replace(config, seed=seed), progress=bar.enabled)
+        with _load_logged(first is None):  # the same init is loaded for every seed: say so once
+            model = entry.make(target.task.num_classes)
+            result = run_finetune(model, target, dataclasses.replace(config, seed=seed), progress=bar.enabled)
         first = first or result
         row.inputs = result.inputs
         row.runs.append(SeedRun.of(result))
         bar.update()
     return row, first
+
+
+@contextlib.contextmanager
+def _load_logged(log: bool) -> Iterator[None]:
+    loader = logging.getLogger(create_model.__module__)
+    level = loader.level
+    if not log:
+        loader.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        loader.setLevel(level)
 
 
 def _build_baselines(baselines: _Baselines, reference: _Reference | None,
