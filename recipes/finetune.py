@@ -51,8 +51,9 @@ def read_config(path: str, overrides: list[str]) -> dict[str, Any]:
     values = apply_overrides(loaded or {}, overrides)
     unknown = sorted(set(values) - set(KEYS))
     missing = [key for key in ("init", "target") if not values.get(key)]
+    problems = [f"unknown keys {unknown}" if unknown else "", f"missing keys {missing}" if missing else ""]
     if unknown or missing:
-        raise ConfigError(f"{path}: unknown keys {unknown}, missing keys {missing}; valid keys: {', '.join(KEYS)}")
+        raise ConfigError(f"{path}: {', '.join(p for p in problems if p)}; valid keys: {', '.join(KEYS)}")
     return values
 
 

@@ -34,11 +34,15 @@ def parse_class_subset(value: str | int | list | tuple | None) -> tuple[int, ...
         for part in str(value).replace(" ", "").split(","):
             lo, sep, hi = part.partition("-")
             try:
-                ids.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+                first, last = int(lo), int(hi) if sep else int(lo)
             except ValueError:
                 raise ConfigError(
                     f"bad class subset {value!r}: use ids and ranges such as '0-99' or '0-9,20'"
                 ) from None
+            if last < first:
+                raise ConfigError(f"bad class subset {value!r}: the range {part!r} runs backwards; write "
+                                  f"{last}-{first}")
+            ids.extend(range(first, last + 1))
     if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
         raise ConfigError(f"bad class subset {value!r}: ids must be distinct, non-negative, and at least one")
     return tuple(ids)
