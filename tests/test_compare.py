@@ -153,6 +153,16 @@ def test_record_writes_meta_test_into_the_local_init_and_keeps_its_sha(compared,
     assert (init_dir / "README.md").read_text().count(CARD_BEGIN) == 1
 
 
+def test_info_shows_the_recorded_meta_test(compared, init_dir, capsys):
+    cmp = compared[0]
+    capsys.readouterr()
+    assert main(["info", str(init_dir)]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("meta-test")]
+    meta, scratch = cmp.row("meta").final, cmp.row("scratch").final
+    assert line.split(None, 1)[1] == (f"digits_0-4_n30 final {100 * meta[0]:.2f} ± {100 * meta[1]:.2f}%, "
+                                      f"scratch {100 * scratch[0]:.2f}%")
+
+
 def test_pretrained_baseline_is_skipped_with_an_info_log_when_not_cached(caplog):
     with caplog.at_level(logging.INFO, logger="lsml_hub.metatest.comparing"):
         assert pretrained_baseline("test_resnet") is None

@@ -188,3 +188,16 @@ def test_a_real_process_refuses_another_configs_checkpoint_in_one_line(runs, tmp
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("lsml-hub meta-train: error: ")
     assert "seed: checkpoint 0 vs config 1" in proc.stderr and str(ckpt) in proc.stderr
     assert [file_state(ckpt), file_state(weights)] == before
+
+
+def test_ctrl_c_during_meta_train_says_how_to_resume(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lsml_hub.cli.train_command.run", interrupted)
+    from lsml_hub.cli import main as cli_main
+
+    assert cli_main(["meta-train", str(TINY_YAML)]) == 130
+    assert capsys.readouterr().err == ("lsml-hub meta-train: interrupted; run the same command again to resume from "
+                                       "the last checkpoint (checkpoint_every steps apart; RUN/config.yaml holds the "
+                                       "config)\n")

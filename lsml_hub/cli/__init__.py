@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lsml-hub {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", "")
+        print(f"lsml-hub {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
 
 

@@ -212,6 +212,7 @@ def _print_config(config: Any, checked: str) -> None:
         "input": f"size {cfg.get('input_size')}, mean {cfg.get('mean')}, std {cfg.get('std')}",
         "license": config.license,
         "final metrics": _metrics_line(config.lsml.get("final_metrics")),
+        "meta-test": _meta_test_line(config.lsml.get("meta_test")),
         "sha256": f"{config.sha256} ({checked})",
         "lsml-hub version": config.package_version,
     })
@@ -224,6 +225,22 @@ def _metrics_line(final: Any) -> str:
     for task, metrics in final.items():
         values = metrics.items() if isinstance(metrics, dict) else [("value", metrics)]
         parts.append(f"{task} " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values))
+    return "; ".join(parts)
+
+
+def _meta_test_line(meta_test: Any) -> str:
+    """What `compare --record` wrote: per target and size, the final accuracy and scratch's."""
+    if not isinstance(meta_test, dict) or not meta_test:
+        return "-"
+    parts = []
+    for key, entry in meta_test.items():
+        final = entry.get("final_accuracy") if isinstance(entry, dict) else None
+        if not isinstance(final, dict) or not {"mean", "std"} <= final.keys():
+            parts.append(f"{key} (recorded by another tool; see config.json)")
+            continue
+        scratch = (entry.get("baselines") or {}).get("scratch") or {}
+        versus = f", scratch {100 * scratch['final_accuracy_mean']:.2f}%" if "final_accuracy_mean" in scratch else ""
+        parts.append(f"{key} final {100 * final['mean']:.2f} ± {100 * final['std']:.2f}%{versus}")
     return "; ".join(parts)
 
 

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # "the following arguments are required", although zero overrides are fine.
     parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="optional config overrides with dotted keys, e.g. steps=100 algorithm.meta_lr=0.1")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, interrupt_hint="run the same command again to resume from the last checkpoint "
+                        "(checkpoint_every steps apart; RUN/config.yaml holds the config)")
 
 
 def run(args: argparse.Namespace) -> int:
