@@ -38,6 +38,19 @@ def hf_hub_init(repo_id: str, revision: str | None = None) -> str:
     return f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")
 
 
+def validation_reason(err: HFValidationError) -> str:
+    """huggingface_hub's reason a repo id is invalid, without its advice for other repo types.
+
+    Example:
+        >>> try:
+        ...     validate_repo_id("a/b/c")
+        ... except HFValidationError as err:
+        ...     validation_reason(err)
+        "Repo id must be in the form 'repo_name' or 'namespace/repo_name': 'a/b/c'"
+    """
+    return str(err).splitlines()[0].replace(" Use `repo_type` argument if needed.", "").rstrip(".")
+
+
 def repo_id_problem(repo_id: str, *, owner_required: bool = True) -> str | None:
     """Why ``repo_id`` is not a Hub model id (``owner/name``; ``name`` alone if not ``owner_required``), or None.
 
@@ -51,7 +64,7 @@ def repo_id_problem(repo_id: str, *, owner_required: bool = True) -> str | None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        return f"bad Hub id {repo_id!r}: {str(err).splitlines()[0]}; {use}"
+        return f"bad Hub id {repo_id!r}: {validation_reason(err)}; {use}"
     if owner_required and repo_id.count("/") != 1:
         return f"bad Hub id {repo_id!r}: {use}"
     return None

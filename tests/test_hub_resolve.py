@@ -94,6 +94,8 @@ def test_architecture_of_each_form_without_building_it(hub_make_init):
     ("timm:resnet18.", InitError, r"^'timm:resnet18.' has an empty tag after '.'; use timm:resnet18, or "
                                   r"timm:resnet18.TAG$"),
     ("scratch:test_resnet.", InitError, r"^'scratch:test_resnet.' has an empty tag"),
+    ("hf-hub:a/b/c", InitError, r"^bad Hub id in 'hf-hub:a/b/c': Repo id must be in the form 'repo_name' or "
+                                r"'namespace/repo_name': 'a/b/c'; use hf-hub:owner/name\[@revision\]$"),
     ("hf-hub:owner/na me", InitError, r"^bad Hub id in 'hf-hub:owner/na me': .*; use hf-hub:owner/name\[@revision\]$"),
     ("hf-hub:owner/name@", InitError, r"^bad revision in 'hf-hub:owner/name@'"),
     ("scratch:", InitError, r"nothing after 'scratch:'"),

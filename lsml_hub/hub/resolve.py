@@ -38,7 +38,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from lsml_hub._hub_client import COMMIT_PATTERN, LIBRARY_NAME
+from lsml_hub._hub_client import COMMIT_PATTERN, LIBRARY_NAME, validation_reason
 from lsml_hub.errors import ConfigError, InitError, first_line
 from lsml_hub.hub.config import CONFIG_FILE, WEIGHTS_FILE
 from lsml_hub.hub.registry import get_init, is_registered, registered_names
@@ -164,7 +164,7 @@ def _parse_hub(init: str, rest: str) -> InitRef:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise InitError(f"bad Hub id in {init!r}: {first_line(err)}; use hf-hub:owner/name[@revision]") from None
+        raise InitError(f"bad Hub id in {init!r}: {validation_reason(err)}; use hf-hub:owner/name[@revision]") from None
     if at and (not revision or "@" in revision):
         raise InitError(f"bad revision in {init!r}: use hf-hub:owner/name@revision with one '@'")
     return InitRef(HF_HUB, repo_id, revision or None)
