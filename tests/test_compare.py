@@ -153,6 +153,19 @@ def test_record_writes_meta_test_into_the_local_init_and_keeps_its_sha(compared,
     assert (init_dir / "README.md").read_text().count(CARD_BEGIN) == 1
 
 
+def test_record_into_a_read_only_init_says_it_is_the_record(init_dir, target, monkeypatch):
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(init_dir))
+
+    # The folder check proves writability with a probe file; as root (CI) file modes would not stop it.
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(ConfigError, match=rf"^cannot record the results into init {init_dir}: output folder .* cannot "
+                                          r"be written: Permission denied .*; compare without record \(--record\)"):
+        compare({"meta": str(init_dir)}, target, seeds=(0,), record=True, **TINY)
+
+
 def test_info_shows_the_recorded_meta_test(compared, init_dir, capsys):
     cmp = compared[0]
     capsys.readouterr()

@@ -56,11 +56,16 @@ def check_recordable(sources: list[str]) -> None:
     The folders must be lsml-hub inits (the folder rule's marker) and writable.
     """
     from lsml_hub.hub.format import INIT_FOLDER, foreign_init
+    from lsml_hub.output_folder import FolderNotWritableError
 
     for source in sources:
         folder = local_init_folder(source)
         if folder is not None:
-            INIT_FOLDER.check(folder, belongs=foreign_init)
+            try:
+                INIT_FOLDER.check(folder, belongs=foreign_init)
+            except FolderNotWritableError as err:
+                raise FolderNotWritableError(f"cannot record the results into init {folder}: {err}; compare "
+                                             "without record (--record), or copy the init somewhere writable") from None
 
 
 def record_meta_test(comparison: Comparison) -> list[Path]:
