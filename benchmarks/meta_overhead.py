@@ -40,17 +40,18 @@ def algorithms(reset_period: int) -> dict[str, dict]:
         "fomaml_shift": {"name": "fomaml_shift", "aggregate_period": 1, "reset_period": 200},
         "leap": {"name": "leap", **k},
         "imaml": {"name": "imaml", **k},  # the seed's 10 CG steps and 10 held-out batches
+        "imaml_proximal": {"name": "imaml", "proximal": True, **k},  # + λ(θ − φ) in every inner step
         "anil": {"name": "anil", "aggregate_period": 1, "reset_period": 200},
     }
 
 
-def build(algorithm: dict, args: argparse.Namespace, out: Path) -> MetaTrainer:
+def build(name: str, algorithm: dict, args: argparse.Namespace, out: Path) -> MetaTrainer:
     cfg = MetaTrainConfig.from_dict({
         "model": args.model,
         "tasks": [f"builtin:{name}?samples_per_class=40" for name in SOURCES[: args.tasks]],
         "algorithm": algorithm,
         "inner": {"batch_size": args.batch_size},
-        "steps": 10**9, "output_dir": str(out / algorithm["name"]), "device": "cpu", "tensorboard": False,
+        "steps": 10**9, "output_dir": str(out / name), "device": "cpu", "tensorboard": False,
         "log_every": 10**9, "eval_every": 10**9, "checkpoint_every": 10**9,
     })
     return MetaTrainer(cfg, DistContext())
@@ -88,7 +89,7 @@ def main() -> None:
         names = {"none", *args.algorithms.split(",")}
         chosen = {name: algo for name, algo in chosen.items() if name in names}
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {name: build(algo, args, Path(tmp)) for name, algo in chosen.items()}
+        trainers = {name: build(name, algo, args, Path(tmp)) for name, algo in chosen.items()}
         for trainer in trainers.values():  # warm-up: allocator, first-touch, kernels
             steps_per_second(trainer, 5)
         rates: dict[str, list[float]] = {name: [] for name in trainers}
