@@ -108,8 +108,9 @@ def main() -> None:
         record["imaml_meta_update_in_none_steps"] = imaml_update / none_step
     path = append_result("meta_overhead", record)
     print(f"{args.tasks} tasks, {args.model}, batch {args.batch_size}; none {median['none']:.2f} steps/s")
+    width = max(map(len, ratios))
     for name, ratio in ratios.items():
-        print(f"  {name:13s} {median[name]:6.2f} steps/s  ratio {ratio:.3f}")
+        print(f"  {name:{width}s} {median[name]:6.2f} steps/s  ratio {ratio:.3f}")
     if imaml_update is not None:
         print(f"one iMAML meta-update: {imaml_update:.2f} s = {imaml_update / none_step:.1f} steps of none "
               f"({args.tasks} tasks x (10 held-out batches + 10 Hessian-vector products))")
