@@ -82,16 +82,18 @@ def canonical_start(arch: str, start_from: str | None) -> str | None:
         >>> canonical_start("resnet18", "timm:resnet18.tv_in1k")  # another tag: another start
         'timm:resnet18.tv_in1k'
     """
-    if not isinstance(start_from, str) or start_from.partition(":")[0].lower() not in ("scratch", "timm"):
-        return start_from
     from lsml_hub.errors import LsmlHubError
-    from lsml_hub.hub.resolve import SCRATCH, parse_init
+    from lsml_hub.hub.resolve import ARCHITECTURE_KINDS, SCRATCH, TIMM, parse_init
 
+    if not isinstance(start_from, str) or start_from.partition(":")[0].lower() not in ARCHITECTURE_KINDS:
+        return start_from
     try:
         ref = parse_init(start_from)
         if ref.architecture != arch:
             return start_from
-        return None if ref.kind == SCRATCH else PRETRAINED if ref == parse_init(f"timm:{arch}") else start_from
+        if ref.kind == SCRATCH:
+            return None
+        return PRETRAINED if ref == parse_init(f"{TIMM}:{arch}") else start_from
     except LsmlHubError:  # start_model refuses it with its own message, before any data
         return start_from
 
