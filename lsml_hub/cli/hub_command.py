@@ -232,16 +232,10 @@ def _meta_test_line(meta_test: Any) -> str:
     """What `compare --record` wrote: per target and size, the final accuracy and scratch's."""
     if not isinstance(meta_test, dict) or not meta_test:
         return "-"
-    parts = []
-    for key, entry in meta_test.items():
-        final = entry.get("final_accuracy") if isinstance(entry, dict) else None
-        if not isinstance(final, dict) or not {"mean", "std"} <= final.keys():
-            parts.append(f"{key} (recorded by another tool; see config.json)")
-            continue
-        scratch = (entry.get("baselines") or {}).get("scratch") or {}
-        versus = f", scratch {100 * scratch['final_accuracy_mean']:.2f}%" if "final_accuracy_mean" in scratch else ""
-        parts.append(f"{key} final {100 * final['mean']:.2f} ± {100 * final['std']:.2f}%{versus}")
-    return "; ".join(parts)
+    from lsml_hub.metatest.record import meta_test_summary
+
+    return "; ".join(meta_test_summary(key, entry) or f"{key} (recorded by another tool; see config.json)"
+                     for key, entry in meta_test.items())
 
 
 def _print_fields(fields: dict[str, Any]) -> None:

@@ -172,6 +172,24 @@ def _card_row(entry: Any) -> str | None:
         return None
 
 
+def meta_test_summary(key: str, entry: Any) -> str | None:
+    """One recorded entry in a line, as ``lsml-hub info`` shows it; None for an entry of another shape.
+
+    Example:
+        >>> meta_test_summary("digits_n100", {"final_accuracy": {"mean": 0.97, "std": 0.01},
+        ...                                   "baselines": {"scratch": {"final_accuracy_mean": 0.92}}})
+        'digits_n100 final 97.00 ± 1.00%, scratch 92.00%'
+    """
+    try:
+        final = _stat(entry["final_accuracy"])
+        scratch = (entry.get("baselines") or {}).get("scratch") or {}
+    except (AttributeError, KeyError, TypeError):  # written by another tool: shown as such, never guessed
+        return None
+    known = isinstance(scratch, dict) and isinstance(scratch.get("final_accuracy_mean"), (int, float))
+    versus = f", scratch {100 * scratch['final_accuracy_mean']:.2f}%" if known else ""
+    return f"{key} final {final}%{versus}"
+
+
 def _stat(stat: dict[str, Any]) -> str:
     return _pct(stat["mean"], stat["std"])
 
